@@ -1,0 +1,63 @@
+# webinfra.stack developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(VENV)/collections
+# Debian release the molecule scenarios boot: 12 (bookworm) or 13 (trixie).
+DISTRO ?= 12
+export WEBINFRA_DISTRO := $(DISTRO)
+export WEBINFRA_IMAGE ?= $(or $(WEBINFRA_IMAGE_DEBIAN$(DISTRO)),webinfra/systemd-debian:$(DISTRO))
+# Scenario for `make molecule` and `make converge`.
+SCENARIO ?= smoke
+
+.PHONY: help setup venv docker images lint unit sanity build molecule converge verify \
+        test demo demo-down clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+
+setup: venv docker images ## Install everything the tests and the lab need
+
+venv: ## Create .venv with the pinned controller tools
+	@scripts/setup-venv.sh
+
+docker: ## Install and start the Docker engine when needed
+	@scripts/setup-docker.sh
+
+images: docker ## Build the Debian 12 and 13 systemd base images (cached)
+	@scripts/build-images.sh 12 13
+
+lint: venv ## yamllint, ansible-lint (production profile), ruff, mypy
+	@scripts/run-tests.sh lint
+
+unit: venv ## Python unit tests (no containers)
+	@scripts/run-tests.sh unit
+
+sanity: venv ## ansible-test sanity on the local Python
+	@scripts/run-tests.sh sanity
+
+build: venv ## Build the collection and syntax-check it from a consumer project
+	@scripts/run-tests.sh build
+
+molecule: setup ## Run one scenario: make molecule SCENARIO=haproxy [DISTRO=13]
+	molecule test -s $(SCENARIO)
+
+converge: setup ## Converge one scenario and keep it: make converge SCENARIO=haproxy
+	molecule converge -s $(SCENARIO)
+
+verify: venv ## Run the tests of a converged scenario: make verify SCENARIO=haproxy
+	molecule verify -s $(SCENARIO)
+
+test: setup ## Run every test: lint, unit, sanity, build, all molecule scenarios
+	@scripts/run-tests.sh all
+
+demo: setup ## Bring up the lab and deploy the whole stack into it
+	@$(VENV)/bin/python tools/lab.py up
+
+demo-down: venv ## Remove the lab's containers and network
+	@$(VENV)/bin/python tools/lab.py down
+
+clean: demo-down ## Remove the lab, build artefacts and the virtualenv
+	rm -rf $(VENV) .cache *.tar.gz
