@@ -7,9 +7,12 @@ so a test module does `from webinfra_testlib import ...`.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 
@@ -68,7 +71,9 @@ def wait_for(
     return last
 
 
-def docker(*args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def docker(
+    *args: str, check: bool = True, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
     """Run the docker CLI on the controller."""
     return subprocess.run(
         ["docker", *args], check=check, capture_output=True, text=True, timeout=timeout
@@ -80,3 +85,139 @@ def container_ip(name: str, network: str) -> str:
     out = docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", name).stdout
     networks: dict[str, dict[str, Any]] = json.loads(out)
     return str(networks[network]["IPAddress"])
+
+
+def scenario_name() -> str:
+    """The molecule scenario being verified."""
+    return os.environ.get("MOLECULE_SCENARIO_NAME", "adhoc")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def start_probe(name: str, network: str, ip: str | None = None, image: str | None = None) -> str:
+    """Start a plain container on `network` for client-side checks.
+
+    It carries the scenario label, so the shared destroy playbook removes it
+    even when the test fails. Returns the container name.
+    """
+    image = image or os.environ.get("WEBINFRA_IMAGE", "webinfra/systemd-debian:12")
+    docker("rm", "-f", name, check=False)
+    args = ["run", "-d", "--name", name, "--network", network]
+    args += ["--label", f"webinfra.scenario={scenario_name()}", "--label", "owner=molecule"]
+    if ip:
+        args += ["--ip", ip]
+    docker(*args, image, "sleep", "3600")
+    return name
+
+
+def probe_exec(name: str, command: list[str], timeout: float = 60.0) -> RunOutcome:
+    """Run a command in a probe container; never raises on a non-zero exit."""
+    done = docker("exec", name, *command, check=False, timeout=timeout)
+    return RunOutcome(done.returncode, done.stdout, done.stderr)
+
+
+def ansible_playbook(
+    playbook: str,
+    extra_vars: dict[str, Any] | None = None,
+    limit: str | None = None,
+    timeout: float = 900.0,
+) -> RunOutcome:
+    """Run a playbook against the scenario's inventory, as molecule would.
+
+    Used by tests that prove a wrong variable stops the play, or that run a
+    day-2 playbook (deploy_app.yml, db_failover.yml) during a test.
+    """
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    args = ["ansible-playbook", "-i", inventory, playbook]
+    if extra_vars is not None:
+        args += ["-e", json.dumps(extra_vars)]
+    if limit:
+        args += ["--limit", limit]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    return RunOutcome(done.returncode, done.stdout, done.stderr)
+
+
+@dataclass
+class BurstResult:
+    """What a client saw during a bounded burst of requests."""
+
+    sent: int = 0
+    failed: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    served_by: dict[str, int] = field(default_factory=dict)
+
+    def record(self, status: int | None, served_by: str | None, error: str | None) -> None:
+        self.sent += 1
+        if status is not None:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+        if served_by:
+            self.served_by[served_by] = self.served_by.get(served_by, 0) + 1
+        if error is not None or status is None or status >= 500:
+            self.failed += 1
+            if len(self.errors) < 20:
+                self.errors.append(error or f"HTTP {status}")
+
+
+def burst(
+    url: str,
+    *,
+    count: int = 400,
+    duration: float = 30.0,
+    interval: float = 0.02,
+    verify: bool | str = False,
+    stop: threading.Event | None = None,
+) -> BurstResult:
+    """Send at most `count` GETs, one every `interval` s, for at most `duration` s.
+
+    Stops early when `stop` is set. Bounded in count and time by design.
+    """
+    import requests  # imported here so the module imports without it
+
+    result = BurstResult()
+    deadline = time.monotonic() + duration
+    with requests.Session() as session:
+        while result.sent < count and time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                break
+            try:
+                response = session.get(url, timeout=5, verify=verify, allow_redirects=False)
+                result.record(response.status_code, response.headers.get("X-Served-By"), None)
+            except requests.RequestException as exc:
+                result.record(None, None, f"{type(exc).__name__}: {exc}")
+            time.sleep(interval)
+    return result
+
+
+class BackgroundBurst:
+    """Run `burst` in a thread around a disruptive action:
+
+    with BackgroundBurst(url) as load:
+        docker("kill", "web-01")
+    assert load.result.failed == 0
+    """
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        self._stop = threading.Event()
+        self._kwargs = kwargs
+        self._url = url
+        self.result = BurstResult()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.result = burst(self._url, stop=self._stop, **self._kwargs)
+
+    def __enter__(self) -> BackgroundBurst:
+        self._thread.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)
+        self._stop.set()
+        self._thread.join(timeout=60)

@@ -1,0 +1,76 @@
+"""Every public role documents exactly the variables it defaults.
+
+meta/argument_specs.yml must describe every key of defaults/main.yml and
+nothing else (the prometheus-community rule), so a wrong variable is caught
+by the role's argument validation and every default is documented.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = sorted(p for p in (ROOT / "roles").glob("*") if p.is_dir())
+PUBLIC = [p for p in ROLES if not p.name.startswith("_")]
+
+
+def _load(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _spec_options(role: Path) -> dict[str, Any]:
+    specs = _load(role / "meta" / "argument_specs.yml")["argument_specs"]
+    return dict(specs["main"].get("options") or {})
+
+
+@pytest.mark.parametrize("role", PUBLIC, ids=lambda p: p.name)
+def test_role_has_specs_readme_and_scenario(role: Path) -> None:
+    assert (role / "meta" / "argument_specs.yml").is_file()
+    assert (role / "README.md").is_file()
+    assert (ROOT / "molecule" / role.name / "molecule.yml").is_file()
+
+
+@pytest.mark.parametrize("role", PUBLIC, ids=lambda p: p.name)
+def test_argument_specs_match_defaults(role: Path) -> None:
+    defaults_file = role / "defaults" / "main.yml"
+    defaults = set((_load(defaults_file) or {}) if defaults_file.is_file() else {})
+    options = _spec_options(role)
+    required = {name for name, spec in options.items() if spec.get("required")}
+    assert sorted(defaults - set(options)) == [], "defaults missing from argument_specs"
+    assert sorted(set(options) - defaults - required) == [], (
+        "argument_specs options with neither a default nor required: true"
+    )
+
+
+@pytest.mark.parametrize("role", PUBLIC, ids=lambda p: p.name)
+def test_public_variables_carry_the_role_prefix(role: Path) -> None:
+    unprefixed = [name for name in _spec_options(role) if not name.startswith(f"{role.name}_")]
+    assert unprefixed == []
+
+
+@pytest.mark.parametrize("role", PUBLIC, ids=lambda p: p.name)
+def test_every_option_is_described(role: Path) -> None:
+    undescribed = [name for name, spec in _spec_options(role).items() if not spec.get("description")]
+    assert undescribed == []
+
+
+@pytest.mark.parametrize("role", PUBLIC, ids=lambda p: p.name)
+def test_readme_lists_every_variable(role: Path) -> None:
+    readme = (role / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in _spec_options(role) if f"`{name}`" not in readme]
+    assert missing == []
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_templates_carry_the_managed_header(role: Path) -> None:
+    unmarked = [
+        str(t.relative_to(role))
+        for t in (role / "templates").rglob("*.j2")
+        if "ansible_managed" not in t.read_text(encoding="utf-8")
+    ]
+    assert unmarked == []
