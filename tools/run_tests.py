@@ -208,9 +208,11 @@ def schedule(runs: Sequence[MoleculeRun], jobs: int, report: Report) -> None:
                     busy.discard(item.scenario)
                     cond.notify_all()
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for _ in range(max(1, jobs)):
-            pool.submit(worker)
+    workers = max(1, jobs)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(worker) for _slot in range(workers)]
+    for future in futures:
+        future.result()
 
 
 def python_dirs() -> list[str]:
