@@ -50,10 +50,10 @@ def parse_endpoint(value: str, role: str, default_port: int = DEFAULT_PORT) -> D
     if not text:
         raise ValueError("empty database host")
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, _sep, rest = text[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
     elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
+        host, _sep, port_text = text.partition(":")
     else:
         host, port_text = text, ""
     port = int(port_text) if port_text else default_port
