@@ -6,6 +6,7 @@ so a test module does `from webinfra_testlib import ...`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -221,6 +222,87 @@ class BackgroundBurst:
         time.sleep(0.5)
         self._stop.set()
         self._thread.join(timeout=60)
+
+
+# --- haproxy: runtime API and load-balancing helpers -------------------------
+
+
+def parse_haproxy_stat(csv_text: str) -> dict[tuple[str, str], dict[str, str]]:
+    """Parse the runtime API's `show stat` CSV into {(proxy, server): fields}."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    header: list[str] = []
+    for line in csv_text.splitlines():
+        if line.startswith("# "):
+            header = line[2:].rstrip(",").split(",")
+            continue
+        if not line.strip() or not header:
+            continue
+        values = line.split(",")
+        fields = dict(zip(header, values, strict=False))
+        rows[(fields["pxname"], fields["svname"])] = fields
+    return rows
+
+
+def haproxy_stat(container: str, socket: str = "/run/haproxy/admin.sock") -> str:
+    """`show stat` of the HAProxy in `container`, through its runtime API."""
+    done = docker(
+        "exec", container, "sh", "-c", f"echo 'show stat' | socat stdio {socket}", timeout=30
+    )
+    return done.stdout
+
+
+def haproxy_server_status(container: str, backend: str, server: str) -> str:
+    """Status of one server as HAProxy sees it: UP, DOWN, DRAIN, MAINT, ..."""
+    rows = parse_haproxy_stat(haproxy_stat(container))
+    return rows.get((backend, server), {}).get("status", "")
+
+
+def alternates(sequence: list[str]) -> bool:
+    """True when no two consecutive items are equal and more than one value occurs."""
+    if len(set(sequence)) < 2:
+        return False
+    return all(a != b for a, b in itertools.pairwise(sequence))
+
+
+def patient_tls_burst(
+    url: str,
+    *,
+    request_timeout: float = 60.0,
+    verify: bool | str = False,
+    count: int = 400,
+    duration: float = 60.0,
+    interval: float = 0.02,
+    stop: threading.Event | None = None,
+) -> BurstResult:
+    """burst() with a per-request timeout and TLS verification of choice.
+
+    For HTTPS through a load balancer with a self-signed certificate, by a
+    client that waits as long as a browser would. Bounded like burst().
+    """
+    import requests
+
+    result = BurstResult()
+    deadline = time.monotonic() + duration
+    with requests.Session() as session:
+        while result.sent < count and time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                break
+            try:
+                response = session.get(
+                    url, timeout=request_timeout, verify=verify, allow_redirects=False
+                )
+                result.record(response.status_code, response.headers.get("X-Served-By"), None)
+            except requests.RequestException as exc:
+                result.record(None, None, f"{type(exc).__name__}: {exc}")
+            time.sleep(interval)
+    return result
+
+
+class PatientTlsBackgroundBurst(BackgroundBurst):
+    """BackgroundBurst running patient_tls_burst."""
+
+    def _run(self) -> None:
+        self.result = patient_tls_burst(self._url, stop=self._stop, **self._kwargs)
 
 
 # --- webserver (nginx, gunicorn_app) -----------------------------------------
