@@ -224,6 +224,46 @@ class BackgroundBurst:
         self._thread.join(timeout=60)
 
 
+# --- haproxy: runtime API and load-balancing helpers -------------------------
+
+
+def parse_haproxy_stat(csv_text: str) -> dict[tuple[str, str], dict[str, str]]:
+    """Parse the runtime API's `show stat` CSV into {(proxy, server): fields}."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    header: list[str] = []
+    for line in csv_text.splitlines():
+        if line.startswith("# "):
+            header = line[2:].rstrip(",").split(",")
+            continue
+        if not line.strip() or not header:
+            continue
+        values = line.split(",")
+        fields = dict(zip(header, values, strict=False))
+        rows[(fields["pxname"], fields["svname"])] = fields
+    return rows
+
+
+def haproxy_stat(container: str, socket: str = "/run/haproxy/admin.sock") -> str:
+    """`show stat` of the HAProxy in `container`, through its runtime API."""
+    done = docker(
+        "exec", container, "sh", "-c", f"echo 'show stat' | socat stdio {socket}", timeout=30
+    )
+    return done.stdout
+
+
+def haproxy_server_status(container: str, backend: str, server: str) -> str:
+    """Status of one server as HAProxy sees it: UP, DOWN, DRAIN, MAINT, ..."""
+    rows = parse_haproxy_stat(haproxy_stat(container))
+    return rows.get((backend, server), {}).get("status", "")
+
+
+def alternates(sequence: list[str]) -> bool:
+    """True when no two consecutive items are equal and more than one value occurs."""
+    if len(set(sequence)) < 2:
+        return False
+    return all(a != b for a, b in itertools.pairwise(sequence))
+
+
 # ---------------------------------------------------------------------------
 # keepalived: outage through a virtual IP, and who holds it over time.
 # ---------------------------------------------------------------------------
