@@ -269,17 +269,23 @@ def alternates(sequence: list[str]) -> bool:
 # ---------------------------------------------------------------------------
 
 # Runs inside a probe container (python3 of the base image, no requests):
-# one fresh HTTP connection every `interval` s for `duration` s, each with a
-# short timeout, printing "<time> <1|0> <body or error>" per request.
+# one fresh connection every `interval` s for `duration` s, each with a short
+# timeout, printing "<time> <1|0> <body or error>" per request. Arguments:
+# host port duration interval timeout [https] (https skips certificate checks).
 PROBE_LOOP_SCRIPT = """
-import http.client, sys, time
+import http.client, ssl, sys, time
 url_host, port = sys.argv[1], int(sys.argv[2])
 duration, interval, timeout = map(float, sys.argv[3:6])
+https = len(sys.argv) > 6 and sys.argv[6] == "https"
+context = ssl._create_unverified_context()
 end = time.time() + duration
 while time.time() < end:
     start = time.time()
     try:
-        conn = http.client.HTTPConnection(url_host, port, timeout=timeout)
+        if https:
+            conn = http.client.HTTPSConnection(url_host, port, timeout=timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(url_host, port, timeout=timeout)
         conn.request("GET", "/")
         resp = conn.getresponse()
         body = resp.read().decode().strip().replace(" ", "_") or "-"
@@ -479,8 +485,8 @@ class AddressWatch:
             docker("exec", container, "touch", self.STOP_FILE, check=False)
         for container, proc in self._procs.items():
             try:
-                out, _ = proc.communicate(timeout=self.limit + 30)
+                out = proc.communicate(timeout=self.limit + 30)[0]
             except subprocess.TimeoutExpired:
                 proc.kill()
-                out, _ = proc.communicate()
+                out = proc.communicate()[0]
             self.timelines[container] = parse_address_samples(out)

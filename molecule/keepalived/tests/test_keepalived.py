@@ -34,7 +34,8 @@ VIP = "172.30.8.100"
 PROBE = "webinfra-keepalived-probe"
 PROBE_IP = "172.30.8.50"
 CONFIG = "/etc/keepalived/keepalived.conf"
-CONVERGE = str(Path(__file__).resolve().parents[1] / "converge.yml")
+# The keepalived role alone, with the scenario's variables (bad-input tests).
+KEEPALIVED_ONLY = str(Path(__file__).resolve().parents[1] / "keepalived_only.yml")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def vrrp_state(lb: str) -> str:
 
 
 def served_by(probe: str) -> str:
-    result = probe_exec(probe, ["curl", "-s", "-m", "2", f"http://{VIP}/"])
+    result = probe_exec(probe, ["curl", "-sk", "-m", "2", f"https://{VIP}/"])
     return result.stdout.strip()
 
 
@@ -126,13 +127,12 @@ def wait_until_booted(lb: str) -> None:
 
     # Until systemd listens on its bus, systemctl fails at once ("Failed to connect to bus").
     wait_for(boot_state, timeout=120, interval=0.5, accept=lambda s: s in ("running", "degraded"))
-    wait_for(
-        lambda: docker(
-            "exec", lb, "systemctl", "is-active", "keepalived", check=False
-        ).stdout.strip(),
-        timeout=30,
-        accept=lambda state: state == "active",
-    )
+
+    def keepalived_state() -> str:
+        done = docker("exec", lb, "systemctl", "is-active", "keepalived", check=False)
+        return done.stdout.strip()
+
+    wait_for(keepalived_state, timeout=30, accept=lambda state: state == "active")
 
 
 def ensure_both_running() -> None:
@@ -174,6 +174,17 @@ def test_the_probe_is_served_through_the_vip_by_the_master(probe: str) -> None:
     assert served_by(probe) == master
 
 
+def test_haproxy_on_the_backup_listens_on_the_vip_too() -> None:
+    """ip_nonlocal_bind lets haproxy bind an address the host does not hold yet."""
+    backup = other(single_holder())
+    assert (
+        docker("exec", backup, "cat", "/proc/sys/net/ipv4/ip_nonlocal_bind").stdout.strip() == "1"
+    )
+    listening = docker("exec", backup, "ss", "-Hltn").stdout
+    assert f"{VIP}:443" in listening, listening
+    assert not holds_vip(backup)
+
+
 def test_every_transition_is_logged_to_the_journal() -> None:
     master = single_holder()
     assert_logged(master, f"VRRP INSTANCE web on {master} is now MASTER")
@@ -188,7 +199,7 @@ def test_stopping_haproxy_on_the_master_moves_the_vip(probe: str) -> None:
         with AddressWatch(LBS, VIP) as watch:
             docker("exec", master, "systemctl", "stop", "haproxy")
             wait_for(holders, timeout=15, accept=lambda hs: hs == [backup])
-        both, _ = holder_violations(watch.timelines)
+        both = holder_violations(watch.timelines)[0]
         assert both == [], f"both load balancers held {VIP}: {both}"
         assert served_by(probe) == backup
         assert_state(master, "FAULT")
@@ -215,17 +226,18 @@ def test_killing_the_master_moves_the_vip_within_a_second(probe: str) -> None:
             "-c",
             PROBE_LOOP_SCRIPT,
             VIP,
-            "80",
+            "443",
             "6",
             "0.02",
             "0.25",
+            "https",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     time.sleep(2)
     docker("kill", master)
-    out, _ = loop.communicate(timeout=60)
+    out = loop.communicate(timeout=60)[0]
     samples = parse_probe_samples(out)
     outage = longest_outage(samples)
     print(
@@ -302,7 +314,7 @@ def test_a_wrong_variable_stops_the_play_before_any_change(
 ) -> None:
     ensure_both_running()
     before = {lb: docker("exec", lb, "md5sum", CONFIG).stdout for lb in LBS}
-    result = ansible_playbook(CONVERGE, extra_vars={"keepalived_instances": instances})
+    result = ansible_playbook(KEEPALIVED_ONLY, extra_vars={"keepalived_instances": instances})
     output = result.stdout + result.stderr
     plain = re.sub(r"\x1b\[[0-9;]*m", "", output)  # molecule forces colour
     flat = " ".join(plain.split())
