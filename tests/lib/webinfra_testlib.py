@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -574,3 +575,42 @@ class AddressWatch:
                 proc.kill()
                 out = proc.communicate()[0]
             self.timelines[container] = parse_address_samples(out)
+# ---------------------------------------------------------------------------
+# Database tier (mysql scenario): parsing what the mariadb client and
+# ansible-playbook print.
+
+
+def parse_vertical(text: str) -> list[dict[str, str]]:
+    """Rows of `mariadb ... \\G` output ("*** 1. row ***" then "key: value")."""
+    rows: list[dict[str, str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("***") and "row" in stripped:
+            rows.append({})
+            continue
+        if not rows or ":" not in stripped:
+            continue
+        key, _, value = stripped.partition(":")
+        rows[-1][key.strip()] = value.strip()
+    return rows
+
+
+def play_recap(stdout: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of an ansible-playbook run: host -> {ok, changed, failed, ...}."""
+    recap: dict[str, dict[str, int]] = {}
+    in_recap = False
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", stdout).splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if not in_recap or ":" not in line:
+            continue
+        host, _, counters = line.partition(":")
+        values: dict[str, int] = {}
+        for item in counters.split():
+            name, sep, number = item.partition("=")
+            if sep and number.isdigit():
+                values[name] = int(number)
+        if values:
+            recap[host.strip()] = values
+    return recap
