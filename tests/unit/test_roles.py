@@ -55,7 +55,9 @@ def test_public_variables_carry_the_role_prefix(role: Path) -> None:
 
 @pytest.mark.parametrize("role", PUBLIC, ids=lambda p: p.name)
 def test_every_option_is_described(role: Path) -> None:
-    undescribed = [name for name, spec in _spec_options(role).items() if not spec.get("description")]
+    undescribed = [
+        name for name, spec in _spec_options(role).items() if not spec.get("description")
+    ]
     assert undescribed == []
 
 
