@@ -30,16 +30,16 @@ images: docker ## Build the Debian 12 and 13 systemd base images (cached)
 	@scripts/build-images.sh 12 13
 
 lint: venv ## yamllint, ansible-lint (production profile), ruff, mypy
-	@scripts/run-tests.sh lint
+	@$(VENV)/bin/python tools/run_tests.py lint
 
 unit: venv ## Python unit tests (no containers)
-	@scripts/run-tests.sh unit
+	@$(VENV)/bin/python tools/run_tests.py unit
 
 sanity: venv ## ansible-test sanity on the local Python
-	@scripts/run-tests.sh sanity
+	@$(VENV)/bin/python tools/run_tests.py sanity
 
 build: venv ## Build the collection and syntax-check it from a consumer project
-	@scripts/run-tests.sh build
+	@$(VENV)/bin/python tools/run_tests.py build
 
 molecule: setup ## Run one scenario: make molecule SCENARIO=haproxy [DISTRO=13]
 	molecule test -s $(SCENARIO)
@@ -51,7 +51,7 @@ verify: venv ## Run the tests of a converged scenario: make verify SCENARIO=hapr
 	molecule verify -s $(SCENARIO)
 
 test: setup ## Run every test: lint, unit, sanity, build, all molecule scenarios
-	@scripts/run-tests.sh all
+	@$(VENV)/bin/python tools/run_tests.py all
 
 demo: setup ## Bring up the lab and deploy the whole stack into it
 	@$(VENV)/bin/python tools/lab.py up

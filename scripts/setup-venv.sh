@@ -10,6 +10,11 @@ source "$(dirname "$0")/lib.sh"
 venv="$WEBINFRA_ROOT/.venv"
 python=${WEBINFRA_PYTHON:-python3}
 
+step "Controller tools from Debian"
+command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+command -v git >/dev/null 2>&1 || apt_install git
+info "shellcheck and git present"
+
 step "Python virtualenv ($venv)"
 command -v "$python" >/dev/null 2>&1 || apt_install python3 python3-venv
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||

@@ -45,7 +45,7 @@ def parse_os_release(text: str) -> dict[str, str]:
     for line in text.splitlines():
         if "=" not in line or line.startswith("#"):
             continue
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1)
         values[key.strip()] = value.strip().strip('"')
     return values
 

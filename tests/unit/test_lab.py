@@ -1,0 +1,83 @@
+"""Unit tests of the lab tool (tools/lab.py); no container is started."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tools.lab import (
+    Lab,
+    LabError,
+    LabHost,
+    expand_env,
+    host_port,
+    load_lab,
+    parse_inventory,
+    port_in_use,
+    run_args,
+)
+
+
+def test_expand_env_uses_default_then_environment() -> None:
+    value = "127.0.0.1:${WEBINFRA_LAB_HTTPS_PORT:-8443}:443"
+    assert expand_env(value, {}) == "127.0.0.1:8443:443"
+    assert expand_env(value, {"WEBINFRA_LAB_HTTPS_PORT": "9443"}) == "127.0.0.1:9443:443"
+
+
+def test_host_port_parses_and_rejects() -> None:
+    assert host_port("127.0.0.1:8443:443") == ("127.0.0.1", 8443)
+    with pytest.raises(LabError, match="ADDRESS:HOSTPORT:PORT"):
+        host_port("8443:443")
+
+
+def test_port_in_use_sees_a_bound_port() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert port_in_use("127.0.0.1", sock.getsockname()[1])
+
+
+def test_the_lab_inventory_is_the_architecture_topology() -> None:
+    lab = load_lab()
+    assert {h.name for h in lab.hosts} == {
+        "lb-01", "lb-02", "web-01", "web-02", "db-01", "db-02", "mon-01", "acme-01",
+    }  # fmt: skip
+    assert lab.host("db-01").groups == ("databases", "db_primary")
+    assert lab.host("db-02").groups == ("databases", "db_replicas")
+    assert [h.name for h in lab.hosts if "loadbalancers" in h.groups] == ["lb-01", "lb-02"]
+    addresses = [h.address for h in lab.hosts]
+    assert len(set(addresses)) == len(addresses)
+    assert lab.vip not in addresses
+
+
+def test_load_balancers_boot_with_nonlocal_bind() -> None:
+    lab = Lab("net", "10.9.0.0/24", "10.9.0.10")
+    lb = LabHost("lb-01", "c-lb", "10.9.0.11", ("loadbalancers",), ("127.0.0.1:8443:443",))
+    web = LabHost("web-01", "c-web", "10.9.0.21", ("webservers",))
+    lb_args = run_args(lab, lb, "img")
+    assert "net.ipv4.ip_nonlocal_bind=1" in lb_args
+    assert lb_args[lb_args.index("-p") + 1] == "127.0.0.1:8443:443"
+    assert "--sysctl" not in run_args(lab, web, "img")
+    assert run_args(lab, web, "img")[-2:] == ["img", "/lib/systemd/systemd"]
+
+
+def test_an_address_outside_the_subnet_is_refused() -> None:
+    data = {
+        "_meta": {
+            "hostvars": {
+                "web-01": {
+                    "lab_network": "n",
+                    "lab_subnet": "10.9.0.0/24",
+                    "lab_vip": "10.9.0.10",
+                    "webinfra_address": "10.8.0.21",
+                }
+            }
+        },
+        "all": {"children": ["webservers"]},
+        "webservers": {"hosts": ["web-01"]},
+    }
+    with pytest.raises(
+        LabError, match=r"web-01: webinfra_address must be an address in 10\.9\.0\.0/24"
+    ):
+        parse_inventory(data)

@@ -1,0 +1,57 @@
+"""Unit tests of the gate runner's planning logic (tools/run_tests.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tools.run_tests import (
+    MoleculeRun,
+    Outcome,
+    Report,
+    discover_scenarios,
+    parse_pinned_pip,
+    plan_molecule,
+)
+
+
+def test_resources_folder_is_not_a_scenario(tmp_path: Path) -> None:
+    for name in ("smoke", "haproxy", "resources"):
+        (tmp_path / "molecule" / name).mkdir(parents=True)
+    (tmp_path / "molecule" / "smoke" / "molecule.yml").write_text("---\n")
+    (tmp_path / "molecule" / "haproxy" / "molecule.yml").write_text("---\n")
+    assert discover_scenarios(tmp_path) == ["haproxy", "smoke"]
+
+
+def test_plan_runs_smoke_and_site_on_both_releases_heaviest_first() -> None:
+    runs = plan_molecule(["haproxy", "site", "smoke"])
+    assert runs == [
+        MoleculeRun("site", "12"),
+        MoleculeRun("site", "13"),
+        MoleculeRun("haproxy", "12"),
+        MoleculeRun("smoke", "12"),
+        MoleculeRun("smoke", "13"),
+    ]
+
+
+def test_explicit_distro_overrides_the_plan() -> None:
+    assert plan_molecule(["nginx"], ["13"]) == [MoleculeRun("nginx", "13")]
+
+
+def test_summary_ends_with_the_counts_line() -> None:
+    report = Report()
+    report.add(Outcome("yamllint", True, 1.0))
+    report.add(Outcome("molecule smoke (Debian 12)", False, 20.0))
+    assert report.summary().splitlines()[-1] == "gates: 1 passed, 1 failed"
+    assert [o.name for o in report.failed] == ["molecule smoke (Debian 12)"]
+
+
+def test_pinned_pip_is_read_from_ansible_test_source() -> None:
+    source = "    infrastructure_packages = dict(\n        pip='24.2',\n    )\n"
+    assert parse_pinned_pip(source) == "24.2"
+
+
+def test_missing_pin_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="pinned pip"):
+        parse_pinned_pip("nothing here")

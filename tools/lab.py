@@ -1,0 +1,390 @@
+"""The lab: the whole topology as local systemd containers.
+
+    python tools/lab.py up      # create what is missing, deploy site.yml, print the summary
+    python tools/lab.py status  # print the summary of a running lab
+    python tools/lab.py down    # remove the lab's containers and network
+
+inventory/lab/hosts.yml is the single source of truth: every host in it
+becomes a container named after its `ansible_host`, with its
+`webinfra_address` on the `lab_network` (`lab_subnet`). Running `up` again
+on a live lab converges again without recreating containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+INVENTORY = ROOT / "inventory" / "lab"
+VENV_BIN = ROOT / ".venv" / "bin"
+LABEL = "webinfra.lab"
+# Extra playbooks the lab runs after site.yml when they exist (lab-only parts).
+LAB_PLAYBOOKS = ("playbooks/lab_acme.yml",)
+
+
+class LabError(Exception):
+    """A problem the user can fix; printed without a stack trace."""
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    container: str
+    address: str
+    groups: tuple[str, ...]
+    published_ports: tuple[str, ...] = ()
+
+    @property
+    def sysctls(self) -> dict[str, str]:
+        # HAProxy and keepalived bind the virtual IP on the backup too.
+        if "loadbalancers" in self.groups:
+            return {"net.ipv4.ip_nonlocal_bind": "1"}
+        return {}
+
+
+@dataclass(frozen=True)
+class Lab:
+    network: str
+    subnet: str
+    vip: str
+    hosts: tuple[LabHost, ...] = field(default_factory=tuple)
+
+    def host(self, name: str) -> LabHost:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise LabError(f"the lab inventory has no host {name}")
+
+    def first_in(self, group: str) -> LabHost | None:
+        return next((h for h in self.hosts if group in h.groups), None)
+
+
+def expand_env(value: str, env: dict[str, str] | None = None) -> str:
+    """Expand ${NAME:-default} and ${NAME} the way a shell would."""
+    env = dict(os.environ) if env is None else env
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(3)
+        return env.get(name) or (default if default is not None else "")
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", replace, value)
+
+
+def parse_inventory(data: dict[str, Any], env: dict[str, str] | None = None) -> Lab:
+    """Build the lab description from `ansible-inventory --list` output."""
+    hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
+    membership: dict[str, set[str]] = {name: set() for name in hostvars}
+
+    def walk(group: str, parents: tuple[str, ...]) -> None:
+        entry = data.get(group, {})
+        for name in entry.get("hosts", []):
+            membership.setdefault(name, set()).update((group, *parents))
+        for child in entry.get("children", []):
+            walk(child, (group, *parents))
+
+    walk("all", ())
+    if not hostvars:
+        raise LabError(f"no hosts found in {INVENTORY}")
+    sample = next(iter(hostvars.values()))
+    for key in ("lab_network", "lab_subnet", "lab_vip"):
+        if key not in sample:
+            raise LabError(f"{INVENTORY}/hosts.yml must set {key} under all.vars")
+    subnet = ipaddress.ip_network(sample["lab_subnet"])
+    hosts = []
+    for name, hv in hostvars.items():
+        address = hv.get("webinfra_address")
+        if not address or ipaddress.ip_address(address) not in subnet:
+            raise LabError(f"host {name}: webinfra_address must be an address in {subnet}")
+        hosts.append(
+            LabHost(
+                name=name,
+                container=str(hv.get("ansible_host", f"webinfra-lab-{name}")),
+                address=str(address),
+                groups=tuple(sorted(membership.get(name, set()) - {"all", "ungrouped"})),
+                published_ports=tuple(
+                    expand_env(p, env) for p in hv.get("lab_published_ports", [])
+                ),
+            )
+        )
+    return Lab(sample["lab_network"], str(subnet), sample["lab_vip"], tuple(hosts))
+
+
+def load_lab() -> Lab:
+    out = subprocess.run(
+        [tool("ansible-inventory"), "-i", str(INVENTORY), "--list"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ansible_env(),
+    )
+    if out.returncode != 0:
+        raise LabError(f"ansible-inventory could not read {INVENTORY}:\n{out.stderr.strip()}")
+    return parse_inventory(json.loads(out.stdout))
+
+
+def tool(name: str) -> str:
+    candidate = VENV_BIN / name
+    return str(candidate) if candidate.exists() else name
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".venv" / "collections"))
+    return env
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise LabError("the docker CLI is missing: run `make docker` first") from exc
+    if check and done.returncode != 0:
+        raise LabError(f"docker {' '.join(args)} failed: {done.stderr.strip()}")
+    return done
+
+
+def host_port(mapping: str) -> tuple[str, int]:
+    """('127.0.0.1', 8443) from '127.0.0.1:8443:443'."""
+    parts = mapping.split(":")
+    if len(parts) != 3 or not parts[1].isdigit():
+        raise LabError(f"published port '{mapping}' must look like ADDRESS:HOSTPORT:PORT")
+    return parts[0], int(parts[1])
+
+
+def port_in_use(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return True
+    return False
+
+
+def container_state(name: str) -> str | None:
+    """'running', 'exited', ... or None when the container does not exist."""
+    done = docker("inspect", "-f", "{{.State.Status}}", name, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def preflight(lab: Lab) -> None:
+    if docker("info", check=False).returncode != 0:
+        raise LabError("the Docker engine does not answer: run `make docker` (or `make setup`)")
+    image = lab_image()
+    if docker("image", "inspect", image, check=False).returncode != 0:
+        raise LabError(f"the base image {image} is missing: run `make images`")
+    for host in lab.hosts:
+        if container_state(host.container) is not None:
+            continue  # a live lab holds its own ports
+        for mapping in host.published_ports:
+            address, port = host_port(mapping)
+            if port_in_use(address, port):
+                raise LabError(
+                    f"port {port} on {address} is in use, and {host.name} publishes it. "
+                    "Free it, or choose another port with the environment variable named "
+                    f"in {INVENTORY}/hosts.yml (lab_published_ports of {host.name})."
+                )
+
+
+def lab_image() -> str:
+    distro = os.environ.get("WEBINFRA_LAB_DISTRO", "12")
+    return (
+        os.environ.get(f"WEBINFRA_IMAGE_DEBIAN{distro}")
+        or os.environ.get("WEBINFRA_IMAGE")
+        or f"webinfra/systemd-debian:{distro}"
+    )
+
+
+def ensure_network(lab: Lab) -> None:
+    if docker("network", "inspect", lab.network, check=False).returncode == 0:
+        return
+    done = docker(
+        "network",
+        "create",
+        "--subnet",
+        lab.subnet,
+        "--label",
+        f"{LABEL}=1",
+        lab.network,
+        check=False,
+    )
+    if done.returncode != 0:
+        if "overlap" in done.stderr:
+            raise LabError(
+                f"the lab subnet {lab.subnet} overlaps a Docker network that exists already "
+                "(see `docker network ls`); remove that network, then run `make demo` again"
+            )
+        raise LabError(f"could not create the network {lab.network}: {done.stderr.strip()}")
+
+
+def run_args(lab: Lab, host: LabHost, image: str) -> list[str]:
+    """The `docker run` arguments that boot one lab host with systemd."""
+    args = [
+        "run", "-d", "--name", host.container, "--hostname", host.name,
+        "--network", lab.network, "--ip", host.address,
+        "--label", f"{LABEL}=1",
+        "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+        "--security-opt", "seccomp=unconfined", "--cgroupns", "host",
+        "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        "--tmpfs", "/run", "--tmpfs", "/run/lock",
+        "--stop-signal", "SIGRTMIN+3",
+    ]  # fmt: skip
+    for key, value in host.sysctls.items():
+        args += ["--sysctl", f"{key}={value}"]
+    for mapping in host.published_ports:
+        args += ["-p", mapping]
+    return [*args, image, "/lib/systemd/systemd"]
+
+
+def ensure_hosts(lab: Lab) -> None:
+    image = lab_image()
+    for host in lab.hosts:
+        state = container_state(host.container)
+        if state == "running":
+            print(f"    {host.name}: running")
+        elif state is not None:
+            print(f"    {host.name}: starting the stopped container")
+            docker("start", host.container)
+        else:
+            print(f"    {host.name}: creating {host.container} ({host.address})")
+            docker(*run_args(lab, host, image))
+    for host in lab.hosts:
+        wait_booted(host)
+
+
+def wait_booted(host: LabHost, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = docker("exec", host.container, "systemctl", "is-system-running", check=False)
+        if done.stdout.strip() in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise LabError(f"systemd did not finish booting in {host.container} within {timeout:.0f} s")
+
+
+def deploy() -> None:
+    playbooks = ["playbooks/site.yml"] + [p for p in LAB_PLAYBOOKS if (ROOT / p).is_file()]
+    for playbook in playbooks:
+        print(f"==> ansible-playbook -i inventory/lab {playbook}", flush=True)
+        done = subprocess.run(
+            [tool("ansible-playbook"), "-i", str(INVENTORY), playbook],
+            cwd=ROOT,
+            env=ansible_env(),
+            check=False,
+        )
+        if done.returncode != 0:
+            raise LabError(
+                f"{playbook} failed against the lab (exit {done.returncode}); "
+                "the containers stay up: fix the cause and run `make demo` again"
+            )
+
+
+def probe(url: str) -> str:
+    """A short description of what `url` answers, for the summary."""
+    import requests  # a controller tool dependency; imported late for `down`
+    import urllib3
+
+    # The lab's certificate comes from its own test CA until the summary
+    # learns to trust it; the summary only reports what answers.
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    try:
+        response = requests.get(url, timeout=3, verify=False, allow_redirects=False)
+    except requests.RequestException:
+        return "not answering"
+    served_by = response.headers.get("X-Served-By")
+    return f"HTTP {response.status_code}" + (f", served by {served_by}" if served_by else "")
+
+
+def summary(lab: Lab) -> str:
+    lines = [f"Lab network {lab.network} ({lab.subnet}), virtual IP {lab.vip}", ""]
+    width = max(len(h.name) for h in lab.hosts)
+    for host in lab.hosts:
+        state = container_state(host.container) or "absent"
+        lines.append(
+            f"  {host.name:<{width}}  {host.address:<15} {state:<8} {', '.join(host.groups)}"
+        )
+    lines.append("")
+    lb = lab.first_in("loadbalancers")
+    mon = lab.first_in("monitoring")
+    urls = [
+        ("Site over HTTPS (virtual IP)", f"https://{lab.vip}/"),
+        ("Site over HTTP (answers 301)", f"http://{lab.vip}/"),
+    ]
+    if lb is not None:
+        urls.append(("HAProxy stats (user admin)", f"http://{lb.address}:8404/stats"))
+    if mon is not None:
+        urls.append(("Prometheus", f"http://{mon.address}:9090/"))
+        urls.append(("Stack console", f"http://{mon.address}:9090/consoles/webinfra.html"))
+    for label, url in urls:
+        lines.append(f"  {label:<30} {url:<48} {probe(url)}")
+    published = [(h.name, m) for h in lab.hosts for m in h.published_ports]
+    if published:
+        lines.append("")
+        lines.append("  Also published on this machine:")
+        for name, mapping in published:
+            address, port = host_port(mapping)
+            lines.append(f"    {address}:{port} -> {name}:{mapping.rsplit(':', 1)[1]}")
+    lines.append("")
+    lines.append("  Secrets (generated, never committed): .lab/secrets/")
+    lines.append("  Tear down: make demo-down")
+    return "\n".join(lines)
+
+
+def up() -> None:
+    lab = load_lab()
+    print("==> Checking the prerequisites", flush=True)
+    preflight(lab)
+    print(f"==> Network {lab.network} ({lab.subnet})", flush=True)
+    ensure_network(lab)
+    print("==> Containers", flush=True)
+    ensure_hosts(lab)
+    deploy()
+    print(summary(lab))
+
+
+def down() -> None:
+    lab = load_lab()
+    names = docker("ps", "-aq", "--filter", f"label={LABEL}=1").stdout.split()
+    if names:
+        docker("rm", "-f", "-v", *names)
+    print(f"removed {len(names)} container(s)")
+    if docker("network", "inspect", lab.network, check=False).returncode == 0:
+        docker("network", "rm", lab.network)
+        print(f"removed network {lab.network}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("up", "down", "status"))
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "up":
+            up()
+        elif args.action == "down":
+            down()
+        else:
+            print(summary(load_lab()))
+    except LabError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the lab is left as it is (make demo-down removes it)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
