@@ -12,19 +12,22 @@ export WEBINFRA_IMAGE ?= $(or $(WEBINFRA_IMAGE_DEBIAN$(DISTRO)),webinfra/systemd
 # Scenario for `make molecule` and `make converge`.
 SCENARIO ?= smoke
 
-.PHONY: help setup venv docker images lint unit sanity build molecule converge verify \
+.PHONY: help setup venv docker aptproxy images lint unit sanity build molecule converge verify \
         test demo demo-down clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
-setup: venv docker images ## Install everything the tests and the lab need
+setup: venv docker aptproxy images ## Install everything the tests and the lab need
 
 venv: ## Create .venv with the pinned controller tools
 	@scripts/setup-venv.sh
 
 docker: ## Install and start the Docker engine when needed
 	@scripts/setup-docker.sh
+
+aptproxy: ## Install and start the caching apt proxy the test containers use
+	@scripts/setup-apt-proxy.sh
 
 images: docker ## Build the Debian 12 and 13 systemd base images (cached)
 	@scripts/build-images.sh 12 13
