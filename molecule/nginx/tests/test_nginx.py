@@ -217,3 +217,14 @@ def test_a_vhost_with_an_unknown_key_is_refused(host: Host) -> None:
     assert outcome.rc != 0
     assert "nginx_vhosts item 'shop' is invalid" in output
     assert conf_checksum(host) == before
+
+
+def test_published_firewall_rules_admit_only_the_load_balancers() -> None:
+    ephemeral = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
+    with open(os.path.join(ephemeral, f"firewall_rules_{WEB}.json"), encoding="utf-8") as handle:
+        rules = json.load(handle)
+    assert rules["nginx"] == [
+        {"port": 80, "proto": "tcp", "from": ["172.30.3.30"], "comment": "nginx"}
+    ]
+    # gunicorn listens on a unix socket: nothing to open.
+    assert rules["gunicorn_app"] == []

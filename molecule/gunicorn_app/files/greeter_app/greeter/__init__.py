@@ -1,0 +1,1 @@
+"""A user's own WSGI application: needs webinfra_greeting from a wheel."""
