@@ -264,6 +264,92 @@ def alternates(sequence: list[str]) -> bool:
     return all(a != b for a, b in itertools.pairwise(sequence))
 
 
+def patient_tls_burst(
+    url: str,
+    *,
+    request_timeout: float = 60.0,
+    verify: bool | str = False,
+    count: int = 400,
+    duration: float = 60.0,
+    interval: float = 0.02,
+    stop: threading.Event | None = None,
+) -> BurstResult:
+    """burst() with a per-request timeout and TLS verification of choice.
+
+    For HTTPS through a load balancer with a self-signed certificate, by a
+    client that waits as long as a browser would. Bounded like burst().
+    """
+    import requests
+
+    result = BurstResult()
+    deadline = time.monotonic() + duration
+    with requests.Session() as session:
+        while result.sent < count and time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                break
+            try:
+                response = session.get(
+                    url, timeout=request_timeout, verify=verify, allow_redirects=False
+                )
+                result.record(response.status_code, response.headers.get("X-Served-By"), None)
+            except requests.RequestException as exc:
+                result.record(None, None, f"{type(exc).__name__}: {exc}")
+            time.sleep(interval)
+    return result
+
+
+class PatientTlsBackgroundBurst(BackgroundBurst):
+    """BackgroundBurst running patient_tls_burst."""
+
+    def _run(self) -> None:
+        self.result = patient_tls_burst(self._url, stop=self._stop, **self._kwargs)
+
+
+# --- webserver (nginx, gunicorn_app) -----------------------------------------
+# A burst whose client waits as long as a browser would. During a gunicorn
+# restart, systemd keeps the listening socket and connections wait in its
+# backlog until the new master accepts them: no request is lost, but on a
+# loaded machine one may wait longer than burst()'s 5 s, which would turn a
+# delay into a "failure" (a wall-clock assertion in disguise).
+
+
+def patient_burst(
+    url: str,
+    *,
+    request_timeout: float = 60.0,
+    count: int = 400,
+    duration: float = 60.0,
+    interval: float = 0.02,
+    stop: threading.Event | None = None,
+) -> BurstResult:
+    """Like burst(), with a per-request timeout of `request_timeout` s.
+
+    Bounded: at most `count` requests, and no new request after `duration` s.
+    """
+    import requests
+
+    result = BurstResult()
+    deadline = time.monotonic() + duration
+    with requests.Session() as session:
+        while result.sent < count and time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                break
+            try:
+                response = session.get(url, timeout=request_timeout, allow_redirects=False)
+                result.record(response.status_code, response.headers.get("X-Served-By"), None)
+            except requests.RequestException as exc:
+                result.record(None, None, f"{type(exc).__name__}: {exc}")
+            time.sleep(interval)
+    return result
+
+
+class PatientBackgroundBurst(BackgroundBurst):
+    """BackgroundBurst running patient_burst (see above)."""
+
+    def _run(self) -> None:
+        self.result = patient_burst(self._url, stop=self._stop, **self._kwargs)
+
+
 # ---------------------------------------------------------------------------
 # keepalived: outage through a virtual IP, and who holds it over time.
 # ---------------------------------------------------------------------------

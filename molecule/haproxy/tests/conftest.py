@@ -20,5 +20,11 @@ def stats_password() -> str:
 
 
 @pytest.fixture(scope="session")
-def converge_playbook() -> str:
-    return str(Path(__file__).resolve().parents[1] / "converge.yml")
+def lb_playbook() -> str:
+    """Runs the haproxy role alone (the load balancer's part of converge.yml)."""
+    return str(Path(__file__).resolve().parents[1] / "lb_only.yml")
+
+
+@pytest.fixture(scope="session")
+def deploy_playbook() -> str:
+    return str(Path(__file__).resolve().parents[3] / "playbooks" / "deploy_app.yml")

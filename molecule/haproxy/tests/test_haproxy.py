@@ -12,6 +12,7 @@ from conftest import LB, LB_IP, WEB
 from testinfra.host import Host
 from webinfra_testlib import (
     BackgroundBurst,
+    PatientTlsBackgroundBurst,
     RunOutcome,
     alternates,
     ansible_playbook,
@@ -162,6 +163,48 @@ def test_a_web_server_dying_under_load_fails_no_request() -> None:
     assert alternates(served_by(6))
 
 
+def test_a_note_written_through_haproxy_is_read_back() -> None:
+    text = f"note {time.time_ns()}"
+    written = requests.post(f"{HTTPS}/api/notes", json={"text": text}, verify=False, timeout=10)
+    assert written.status_code == 201, written.text
+    assert written.json()["text"] == text
+    listed = requests.get(f"{HTTPS}/api/notes", verify=False, timeout=10)
+    assert listed.status_code == 200, listed.text
+    assert text in [note["text"] for note in listed.json()["notes"]]
+
+
+def test_gunicorn_reloads_under_load_fail_no_request() -> None:
+    # While gunicorn starts its new workers, requests wait in the socket's
+    # backlog: on a loaded machine longer than burst()'s 5 s. A slow answer
+    # is not a failed one, so this client waits as a browser would.
+    with PatientTlsBackgroundBurst(
+        f"{HTTPS}/", count=3000, duration=60, interval=0.01, verify=False
+    ) as load:
+        for _ in range(2):
+            for web in WEB:
+                docker("exec", web, "systemctl", "reload", "webapp")
+                time.sleep(2)
+    result = load.result
+    assert result.sent > 50, result
+    assert result.failed == 0, result.errors
+
+
+def test_a_rolling_deploy_under_load_fails_no_request(deploy_playbook: str) -> None:
+    version = f"deploy-{time.time_ns()}"
+    with BackgroundBurst(f"{HTTPS}/", count=20000, duration=300, interval=0.01) as load:
+        outcome = ansible_playbook(deploy_playbook, extra_vars={"gunicorn_app_version": version})
+    output = plain_output(outcome)
+    assert outcome.rc == 0, output[-3000:]
+    result = load.result
+    assert result.sent > 200, result
+    assert result.failed == 0, result.errors
+    assert set(result.served_by) == set(WEB), result.served_by
+    pages = [requests.get(f"{HTTPS}/", verify=False, timeout=5) for _ in range(4)]
+    assert {page.headers["X-Served-By"] for page in pages} == set(WEB)
+    assert all(f"(version {version})" in page.text for page in pages), [p.text for p in pages]
+    wait_for(all_servers_up)
+
+
 def test_haproxy_reloads_under_load_fail_no_request(host: Host) -> None:
     def main_pid() -> str:
         return str(host.run("systemctl show -p MainPID --value haproxy").stdout).strip()
@@ -178,11 +221,11 @@ def test_haproxy_reloads_under_load_fail_no_request(host: Host) -> None:
 
 
 def test_a_broken_configuration_is_refused_and_the_old_one_keeps_serving(
-    host: Host, converge_playbook: str
+    host: Host, lb_playbook: str
 ) -> None:
     before = host.file(CONFIG).sha256sum
     outcome = ansible_playbook(
-        converge_playbook, extra_vars={"haproxy_backend_extra": ["no-such-directive on"]}
+        lb_playbook, extra_vars={"haproxy_backend_extra": ["no-such-directive on"]}
     )
     output = plain_output(outcome)
     assert outcome.rc != 0
@@ -203,10 +246,10 @@ def test_a_broken_configuration_is_refused_and_the_old_one_keeps_serving(
     ids=["port-out-of-range", "port-not-a-number", "unknown-balance", "no-backend"],
 )
 def test_a_wrong_variable_stops_the_play_before_any_change(
-    host: Host, converge_playbook: str, extra_vars: dict[str, object], variable: str
+    host: Host, lb_playbook: str, extra_vars: dict[str, object], variable: str
 ) -> None:
     before = host.file(CONFIG).sha256sum
-    outcome = ansible_playbook(converge_playbook, extra_vars=extra_vars)
+    outcome = ansible_playbook(lb_playbook, extra_vars=extra_vars)
     output = plain_output(outcome)
     assert outcome.rc != 0
     assert variable in output
