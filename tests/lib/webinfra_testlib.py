@@ -349,6 +349,8 @@ class PatientBackgroundBurst(BackgroundBurst):
 
     def _run(self) -> None:
         self.result = patient_burst(self._url, stop=self._stop, **self._kwargs)
+
+
 # ---------------------------------------------------------------------------
 # keepalived: outage through a virtual IP, and who holds it over time.
 # ---------------------------------------------------------------------------

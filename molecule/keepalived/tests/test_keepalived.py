@@ -283,6 +283,40 @@ def test_the_old_master_comes_back_as_configured() -> None:
     assert_state(other(expected), "BACKUP")
 
 
+def test_with_nopreempt_a_returning_master_leaves_the_vip_where_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only what a configuration change needs, to keep the two runs short.
+    monkeypatch.setenv(
+        "ANSIBLE_RUN_TAGS", "keepalived_preflight,keepalived_configure,keepalived_service"
+    )
+    ensure_both_running()
+    first = max(LBS, key=priority)
+    wait_for(holders, timeout=15, accept=lambda hs: hs == [first])
+    switched = ansible_playbook(KEEPALIVED_ONLY, extra_vars={"keepalived_nopreempt": True})
+    assert switched.rc == 0, (switched.stdout + switched.stderr)[-3000:]
+    try:
+        assert nopreempt_configured()
+        assert holders() == [first], "a reload must not move the virtual IP"
+        backup = other(first)
+        docker("exec", first, "systemctl", "stop", "haproxy")
+        wait_for(holders, timeout=15, accept=lambda hs: hs == [backup])
+        with AddressWatch(LBS, VIP) as watch:
+            docker("exec", first, "systemctl", "start", "haproxy")
+            assert_state(first, "BACKUP")
+            time.sleep(2)  # long enough for a takeover (20 advertisement intervals)
+        both, neither = holder_violations(watch.timelines)
+        assert both == [], f"both load balancers held {VIP}: {both}"
+        assert neither == [], f"no load balancer held {VIP}: {neither}"
+        assert holders() == [backup], "with nopreempt the virtual IP must stay"
+    finally:
+        docker("exec", first, "systemctl", "start", "haproxy", check=False)
+        restored = ansible_playbook(KEEPALIVED_ONLY)
+    assert restored.rc == 0, (restored.stdout + restored.stderr)[-3000:]
+    assert not nopreempt_configured()
+    wait_for(holders, timeout=15, accept=lambda hs: hs == [first])
+
+
 @pytest.mark.parametrize(
     ("instances", "expected"),
     [
