@@ -173,11 +173,13 @@ def burst(
     duration: float = 30.0,
     interval: float = 0.02,
     verify: bool | str = False,
+    request_timeout: float = 5.0,
     stop: threading.Event | None = None,
 ) -> BurstResult:
     """Send at most `count` GETs, one every `interval` s, for at most `duration` s.
 
     Stops early when `stop` is set. Bounded in count and time by design.
+    A request that gets no answer within `request_timeout` s counts as failed.
     """
     import requests  # imported here so the module imports without it
 
@@ -188,7 +190,9 @@ def burst(
             if stop is not None and stop.is_set():
                 break
             try:
-                response = session.get(url, timeout=5, verify=verify, allow_redirects=False)
+                response = session.get(
+                    url, timeout=request_timeout, verify=verify, allow_redirects=False
+                )
                 result.record(response.status_code, response.headers.get("X-Served-By"), None)
             except requests.RequestException as exc:
                 result.record(None, None, f"{type(exc).__name__}: {exc}")
@@ -265,38 +269,15 @@ def alternates(sequence: list[str]) -> bool:
     return all(a != b for a, b in itertools.pairwise(sequence))
 
 
-def patient_tls_burst(
-    url: str,
-    *,
-    request_timeout: float = 60.0,
-    verify: bool | str = False,
-    count: int = 400,
-    duration: float = 60.0,
-    interval: float = 0.02,
-    stop: threading.Event | None = None,
-) -> BurstResult:
-    """burst() with a per-request timeout and TLS verification of choice.
+def patient_tls_burst(url: str, **kwargs: Any) -> BurstResult:
+    """burst() by a client that waits as long as a browser would (60 s a request).
 
-    For HTTPS through a load balancer with a self-signed certificate, by a
-    client that waits as long as a browser would. Bounded like burst().
+    For HTTPS through a load balancer (self-signed certificate unless
+    `verify` names a CA). Bounded like burst().
     """
-    import requests
-
-    result = BurstResult()
-    deadline = time.monotonic() + duration
-    with requests.Session() as session:
-        while result.sent < count and time.monotonic() < deadline:
-            if stop is not None and stop.is_set():
-                break
-            try:
-                response = session.get(
-                    url, timeout=request_timeout, verify=verify, allow_redirects=False
-                )
-                result.record(response.status_code, response.headers.get("X-Served-By"), None)
-            except requests.RequestException as exc:
-                result.record(None, None, f"{type(exc).__name__}: {exc}")
-            time.sleep(interval)
-    return result
+    kwargs.setdefault("request_timeout", 60.0)
+    kwargs.setdefault("duration", 60.0)
+    return burst(url, **kwargs)
 
 
 class PatientTlsBackgroundBurst(BackgroundBurst):
@@ -314,34 +295,11 @@ class PatientTlsBackgroundBurst(BackgroundBurst):
 # delay into a "failure" (a wall-clock assertion in disguise).
 
 
-def patient_burst(
-    url: str,
-    *,
-    request_timeout: float = 60.0,
-    count: int = 400,
-    duration: float = 60.0,
-    interval: float = 0.02,
-    stop: threading.Event | None = None,
-) -> BurstResult:
-    """Like burst(), with a per-request timeout of `request_timeout` s.
-
-    Bounded: at most `count` requests, and no new request after `duration` s.
-    """
-    import requests
-
-    result = BurstResult()
-    deadline = time.monotonic() + duration
-    with requests.Session() as session:
-        while result.sent < count and time.monotonic() < deadline:
-            if stop is not None and stop.is_set():
-                break
-            try:
-                response = session.get(url, timeout=request_timeout, allow_redirects=False)
-                result.record(response.status_code, response.headers.get("X-Served-By"), None)
-            except requests.RequestException as exc:
-                result.record(None, None, f"{type(exc).__name__}: {exc}")
-            time.sleep(interval)
-    return result
+def patient_burst(url: str, **kwargs: Any) -> BurstResult:
+    """burst() with a per-request timeout of 60 s (see above). Bounded like burst()."""
+    kwargs.setdefault("request_timeout", 60.0)
+    kwargs.setdefault("duration", 60.0)
+    return burst(url, **kwargs)
 
 
 class PatientBackgroundBurst(BackgroundBurst):
@@ -577,6 +535,8 @@ class AddressWatch:
                 proc.kill()
                 out = proc.communicate()[0]
             self.timelines[container] = parse_address_samples(out)
+
+
 # ---------------------------------------------------------------------------
 # Database tier (mysql scenario): parsing what the mariadb client and
 # ansible-playbook print.
@@ -616,6 +576,8 @@ def play_recap(stdout: str) -> dict[str, dict[str, int]]:
         if values:
             recap[host.strip()] = values
     return recap
+
+
 # --- firewall (ufw) -------------------------------------------------------
 
 # Runs inside a container (python3 only): argv[1] is a JSON list of
@@ -664,6 +626,8 @@ def parse_reach(targets: list[Target], stdout: str) -> dict[Target, bool]:
     if not isinstance(answers, list) or len(answers) != len(targets):
         raise ValueError(f"expected {len(targets)} answers, got {stdout!r}")
     return {target: bool(answer) for target, answer in zip(targets, answers, strict=True)}
+
+
 # --- Monitoring (Prometheus, Alertmanager, console pages) -------------------
 
 
