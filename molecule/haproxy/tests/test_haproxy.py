@@ -205,6 +205,23 @@ def test_a_rolling_deploy_under_load_fails_no_request(deploy_playbook: str) -> N
     wait_for(all_servers_up)
 
 
+def test_deploy_app_is_safe_to_re_run(host: Host, deploy_playbook: str) -> None:
+    # A run interrupted between drain and ready leaves a server drained; the
+    # next run (same version: nothing to deploy) must put it back.
+    current = requests.get(f"{HTTPS}/", verify=False, timeout=5).text.strip()
+    version = current.partition("(version ")[2].rstrip(")")
+    runtime_api(host, f"set server web/{WEB[1]} state drain")
+    wait_for(lambda: server_status(WEB[1]), accept=lambda s: s == "DRAIN")
+    with BackgroundBurst(f"{HTTPS}/", count=20000, duration=300, interval=0.01) as load:
+        outcome = ansible_playbook(deploy_playbook, extra_vars={"gunicorn_app_version": version})
+    assert outcome.rc == 0, plain_output(outcome)[-3000:]
+    assert load.result.failed == 0, load.result.errors
+    assert all_servers_up()
+    pages = [requests.get(f"{HTTPS}/", verify=False, timeout=5) for _ in range(4)]
+    assert {page.headers["X-Served-By"] for page in pages} == set(WEB)
+    assert all(f"(version {version})" in page.text for page in pages), [p.text for p in pages]
+
+
 def test_haproxy_reloads_under_load_fail_no_request(host: Host) -> None:
     def main_pid() -> str:
         return str(host.run("systemctl show -p MainPID --value haproxy").stdout).strip()
