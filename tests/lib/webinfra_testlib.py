@@ -6,8 +6,10 @@ so a test module does `from webinfra_testlib import ...`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -223,6 +225,443 @@ class BackgroundBurst:
         self._thread.join(timeout=60)
 
 
+# --- haproxy: runtime API and load-balancing helpers -------------------------
+
+
+def parse_haproxy_stat(csv_text: str) -> dict[tuple[str, str], dict[str, str]]:
+    """Parse the runtime API's `show stat` CSV into {(proxy, server): fields}."""
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    header: list[str] = []
+    for line in csv_text.splitlines():
+        if line.startswith("# "):
+            header = line[2:].rstrip(",").split(",")
+            continue
+        if not line.strip() or not header:
+            continue
+        values = line.split(",")
+        fields = dict(zip(header, values, strict=False))
+        rows[(fields["pxname"], fields["svname"])] = fields
+    return rows
+
+
+def haproxy_stat(container: str, socket: str = "/run/haproxy/admin.sock") -> str:
+    """`show stat` of the HAProxy in `container`, through its runtime API."""
+    done = docker(
+        "exec", container, "sh", "-c", f"echo 'show stat' | socat stdio {socket}", timeout=30
+    )
+    return done.stdout
+
+
+def haproxy_server_status(container: str, backend: str, server: str) -> str:
+    """Status of one server as HAProxy sees it: UP, DOWN, DRAIN, MAINT, ..."""
+    rows = parse_haproxy_stat(haproxy_stat(container))
+    return rows.get((backend, server), {}).get("status", "")
+
+
+def alternates(sequence: list[str]) -> bool:
+    """True when no two consecutive items are equal and more than one value occurs."""
+    if len(set(sequence)) < 2:
+        return False
+    return all(a != b for a, b in itertools.pairwise(sequence))
+
+
+def patient_tls_burst(
+    url: str,
+    *,
+    request_timeout: float = 60.0,
+    verify: bool | str = False,
+    count: int = 400,
+    duration: float = 60.0,
+    interval: float = 0.02,
+    stop: threading.Event | None = None,
+) -> BurstResult:
+    """burst() with a per-request timeout and TLS verification of choice.
+
+    For HTTPS through a load balancer with a self-signed certificate, by a
+    client that waits as long as a browser would. Bounded like burst().
+    """
+    import requests
+
+    result = BurstResult()
+    deadline = time.monotonic() + duration
+    with requests.Session() as session:
+        while result.sent < count and time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                break
+            try:
+                response = session.get(
+                    url, timeout=request_timeout, verify=verify, allow_redirects=False
+                )
+                result.record(response.status_code, response.headers.get("X-Served-By"), None)
+            except requests.RequestException as exc:
+                result.record(None, None, f"{type(exc).__name__}: {exc}")
+            time.sleep(interval)
+    return result
+
+
+class PatientTlsBackgroundBurst(BackgroundBurst):
+    """BackgroundBurst running patient_tls_burst."""
+
+    def _run(self) -> None:
+        self.result = patient_tls_burst(self._url, stop=self._stop, **self._kwargs)
+
+
+# --- webserver (nginx, gunicorn_app) -----------------------------------------
+# A burst whose client waits as long as a browser would. During a gunicorn
+# restart, systemd keeps the listening socket and connections wait in its
+# backlog until the new master accepts them: no request is lost, but on a
+# loaded machine one may wait longer than burst()'s 5 s, which would turn a
+# delay into a "failure" (a wall-clock assertion in disguise).
+
+
+def patient_burst(
+    url: str,
+    *,
+    request_timeout: float = 60.0,
+    count: int = 400,
+    duration: float = 60.0,
+    interval: float = 0.02,
+    stop: threading.Event | None = None,
+) -> BurstResult:
+    """Like burst(), with a per-request timeout of `request_timeout` s.
+
+    Bounded: at most `count` requests, and no new request after `duration` s.
+    """
+    import requests
+
+    result = BurstResult()
+    deadline = time.monotonic() + duration
+    with requests.Session() as session:
+        while result.sent < count and time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                break
+            try:
+                response = session.get(url, timeout=request_timeout, allow_redirects=False)
+                result.record(response.status_code, response.headers.get("X-Served-By"), None)
+            except requests.RequestException as exc:
+                result.record(None, None, f"{type(exc).__name__}: {exc}")
+            time.sleep(interval)
+    return result
+
+
+class PatientBackgroundBurst(BackgroundBurst):
+    """BackgroundBurst running patient_burst (see above)."""
+
+    def _run(self) -> None:
+        self.result = patient_burst(self._url, stop=self._stop, **self._kwargs)
+# ---------------------------------------------------------------------------
+# keepalived: outage through a virtual IP, and who holds it over time.
+# ---------------------------------------------------------------------------
+
+# Runs inside a probe container (python3 of the base image, no requests):
+# one fresh connection every `interval` s for `duration` s, each with a short
+# timeout, printing "<time> <1|0> <body or error>" per request. Arguments:
+# host port duration interval timeout [https] (https skips certificate checks).
+PROBE_LOOP_SCRIPT = """
+import http.client, ssl, sys, time
+url_host, port = sys.argv[1], int(sys.argv[2])
+duration, interval, timeout = map(float, sys.argv[3:6])
+https = len(sys.argv) > 6 and sys.argv[6] == "https"
+context = ssl._create_unverified_context()
+end = time.time() + duration
+while time.time() < end:
+    start = time.time()
+    try:
+        if https:
+            conn = http.client.HTTPSConnection(url_host, port, timeout=timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(url_host, port, timeout=timeout)
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        body = resp.read().decode().strip().replace(" ", "_") or "-"
+        conn.close()
+        ok = 1 if resp.status == 200 else 0
+    except Exception as exc:
+        ok, body = 0, type(exc).__name__
+    print(f"{start:.6f} {ok} {body}", flush=True)
+    time.sleep(max(0.0, interval - (time.time() - start)))
+"""
+
+# Runs inside a load balancer: samples `ip -o -4 addr show` until the stop
+# file appears (or `limit` s pass), printing "<before> <after> <1|0>" where
+# 1 means the address was present at some instant between the two times.
+ADDRESS_SAMPLER_SCRIPT = """
+import os, subprocess, sys, time
+address, stop_file, limit = sys.argv[1], sys.argv[2], float(sys.argv[3])
+end = time.time() + limit
+while time.time() < end and not os.path.exists(stop_file):
+    before = time.time()
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    after = time.time()
+    held = any(f" {address}/" in line for line in out.splitlines())
+    print(f"{before:.6f} {after:.6f} {int(held)}", flush=True)
+    time.sleep(0.005)  # leave the CPU to keepalived
+"""
+
+
+@dataclass(frozen=True)
+class ProbeSample:
+    """One request of the probe loop: when it started, whether it got a 200, the body."""
+
+    time: float
+    ok: bool
+    body: str
+
+
+def parse_probe_samples(text: str) -> list[ProbeSample]:
+    samples: list[ProbeSample] = []
+    for line in text.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[1] in ("0", "1"):
+            samples.append(ProbeSample(float(parts[0]), parts[1] == "1", parts[2]))
+    return samples
+
+
+def longest_outage(samples: list[ProbeSample]) -> float:
+    """Longest time between two successful requests with failures in between.
+
+    0.0 when no request failed. When the run ends (or starts) with failures
+    the outage lasts to the end (from the start) of the run: it never
+    recovered within the measurement, which is at least that long.
+    """
+    if not samples:
+        raise ValueError("no samples")
+    longest = 0.0
+    last_ok: float | None = None
+    failing_since: float | None = None
+    for sample in samples:
+        if sample.ok:
+            if failing_since is not None:
+                begin = last_ok if last_ok is not None else failing_since
+                longest = max(longest, sample.time - begin)
+                failing_since = None
+            last_ok = sample.time
+        elif failing_since is None:
+            failing_since = sample.time
+    if failing_since is not None:
+        begin = last_ok if last_ok is not None else failing_since
+        longest = max(longest, samples[-1].time - begin)
+    return longest
+
+
+@dataclass(frozen=True)
+class AddressSample:
+    """One `ip addr` sample: the address was (or was not) held at an instant in [before, after]."""
+
+    before: float
+    after: float
+    held: bool
+
+
+def parse_address_samples(text: str) -> list[AddressSample]:
+    samples: list[AddressSample] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] in ("0", "1"):
+            samples.append(AddressSample(float(parts[0]), float(parts[1]), parts[2] == "1"))
+    return samples
+
+
+Interval = tuple[float, float]
+
+
+def known_intervals(samples: list[AddressSample], held: bool) -> list[Interval]:
+    """Time spans in which a host surely held (held=True) or surely lacked the address.
+
+    Between two consecutive samples that saw the same value the value is
+    taken as known; spans between samples that differ are unknown (the
+    change happened somewhere in there). Sampling must be fast compared to
+    the changes looked for: a flip and back between two samples is missed.
+    """
+    spans: list[Interval] = []
+    for first, second in itertools.pairwise(samples):
+        if first.held == held and second.held == held:
+            start, end = first.after, second.before
+            if spans and spans[-1][1] >= first.before:
+                spans[-1] = (spans[-1][0], end)
+            elif end > start:
+                spans.append((start, end))
+    return spans
+
+
+def _intersect(left: list[Interval], right: list[Interval]) -> list[Interval]:
+    out: list[Interval] = []
+    for a_start, a_end in left:
+        for b_start, b_end in right:
+            start, end = max(a_start, b_start), min(a_end, b_end)
+            if end > start:
+                out.append((start, end))
+    return sorted(out)
+
+
+def holder_violations(
+    timelines: dict[str, list[AddressSample]],
+) -> tuple[list[tuple[str, str, Interval]], list[Interval]]:
+    """Where the samples prove the address was held by two hosts, or by none.
+
+    Returns (both, neither): `both` lists (host, host, span) for every span in
+    which two hosts surely held the address; `neither` lists spans in which
+    every host surely lacked it, within the time all samplers ran.
+    """
+    names = sorted(timelines)
+    both: list[tuple[str, str, Interval]] = []
+    for index, left in enumerate(names):
+        for right in names[index + 1 :]:
+            for span in _intersect(
+                known_intervals(timelines[left], True), known_intervals(timelines[right], True)
+            ):
+                both.append((left, right, span))
+    neither: list[Interval] = []
+    if names:
+        common = known_intervals(timelines[names[0]], False)
+        for name in names[1:]:
+            common = _intersect(common, known_intervals(timelines[name], False))
+        neither = common
+    return both, neither
+
+
+class AddressWatch:
+    """Sample, inside each container, whether it holds `address`, around an action:
+
+    with AddressWatch(["lb1", "lb2"], "192.0.2.100") as watch:
+        docker("start", "lb1")
+        watch.add("lb1")  # a container that was not running at the start
+    both, neither = holder_violations(watch.timelines)
+    """
+
+    STOP_FILE = "/run/webinfra-address-watch.stop"
+
+    def __init__(self, containers: list[str], address: str, limit: float = 120.0) -> None:
+        self.address = address
+        self.limit = limit
+        self.timelines: dict[str, list[AddressSample]] = {}
+        self._initial = list(containers)
+        self._procs: dict[str, subprocess.Popen[str]] = {}
+
+    def add(self, container: str) -> None:
+        docker("exec", container, "rm", "-f", self.STOP_FILE, check=False)
+        script = ADDRESS_SAMPLER_SCRIPT
+        self._procs[container] = subprocess.Popen(
+            [
+                "docker",
+                "exec",
+                container,
+                "python3",
+                "-c",
+                script,
+                self.address,
+                self.STOP_FILE,
+                str(self.limit),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def __enter__(self) -> AddressWatch:
+        for container in self._initial:
+            self.add(container)
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.3)
+        for container in self._procs:
+            docker("exec", container, "touch", self.STOP_FILE, check=False)
+        for container, proc in self._procs.items():
+            try:
+                out = proc.communicate(timeout=self.limit + 30)[0]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out = proc.communicate()[0]
+            self.timelines[container] = parse_address_samples(out)
+# ---------------------------------------------------------------------------
+# Database tier (mysql scenario): parsing what the mariadb client and
+# ansible-playbook print.
+
+
+def parse_vertical(text: str) -> list[dict[str, str]]:
+    """Rows of `mariadb ... \\G` output ("*** 1. row ***" then "key: value")."""
+    rows: list[dict[str, str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("***") and "row" in stripped:
+            rows.append({})
+            continue
+        if not rows or ":" not in stripped:
+            continue
+        key, _, value = stripped.partition(":")
+        rows[-1][key.strip()] = value.strip()
+    return rows
+
+
+def play_recap(stdout: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP of an ansible-playbook run: host -> {ok, changed, failed, ...}."""
+    recap: dict[str, dict[str, int]] = {}
+    in_recap = False
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", stdout).splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if not in_recap or ":" not in line:
+            continue
+        host, _, counters = line.partition(":")
+        values: dict[str, int] = {}
+        for item in counters.split():
+            name, sep, number = item.partition("=")
+            if sep and number.isdigit():
+                values[name] = int(number)
+        if values:
+            recap[host.strip()] = values
+    return recap
+# --- firewall (ufw) -------------------------------------------------------
+
+# Runs inside a container (python3 only): argv[1] is a JSON list of
+# [address, proto, port]; prints a JSON list of booleans: True when a TCP
+# connection was accepted, or a UDP datagram was answered, within the timeout.
+REACH_SCRIPT = r"""
+import json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+TIMEOUT = float(sys.argv[2])
+def reach(target):
+    address, proto, port = target
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    try:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.settimeout(TIMEOUT)
+            if proto == "tcp":
+                sock.connect((address, port))
+                return True
+            sock.sendto(b"ping", (address, port))
+            return len(sock.recvfrom(16)[0]) > 0
+    except OSError:
+        return False
+targets = json.loads(sys.argv[1])
+with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+    print(json.dumps(list(pool.map(reach, targets))))
+"""
+
+Target = tuple[str, str, int]
+
+
+def reachable(source: str, targets: list[Target], timeout: float = 1.5) -> dict[Target, bool]:
+    """From container `source`, which (address, proto, port) targets answer.
+
+    TCP counts as open when the connection is accepted, UDP when the
+    datagram is answered; refused, dropped (timed out) and unanswered all
+    count as closed.
+    All targets are tried in parallel, so the call takes about `timeout` s.
+    """
+    payload = json.dumps([list(t) for t in targets])
+    done = docker("exec", source, "python3", "-c", REACH_SCRIPT, payload, str(timeout))
+    return parse_reach(targets, done.stdout)
+
+
+def parse_reach(targets: list[Target], stdout: str) -> dict[Target, bool]:
+    answers = json.loads(stdout)
+    if not isinstance(answers, list) or len(answers) != len(targets):
+        raise ValueError(f"expected {len(targets)} answers, got {stdout!r}")
+    return {target: bool(answer) for target, answer in zip(targets, answers, strict=True)}
 # --- Monitoring (Prometheus, Alertmanager, console pages) -------------------
 
 

@@ -13,6 +13,7 @@ from tools.run_tests import (
     discover_scenarios,
     parse_pinned_pip,
     plan_molecule,
+    shipped,
 )
 
 
@@ -55,3 +56,12 @@ def test_pinned_pip_is_read_from_ansible_test_source() -> None:
 def test_missing_pin_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="pinned pip"):
         parse_pinned_pip("nothing here")
+
+
+def test_sanity_skips_what_build_ignore_leaves_out() -> None:
+    ignore = ["molecule", "tests", "*.tar.gz", ".ci"]
+    assert shipped("roles/nginx/tasks/main.yml", ignore)
+    assert shipped("plugins/filter/addresses.py", ignore)
+    assert not shipped("molecule/nginx/tests/test_nginx.py", ignore)
+    assert not shipped("tests/unit/test_lab.py", ignore)
+    assert not shipped("webinfra-stack-0.1.0.tar.gz", ignore)

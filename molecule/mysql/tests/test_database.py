@@ -1,0 +1,328 @@
+"""The database tier behaves as a user of it expects.
+
+One primary (db-01), two replicas (db-02, db-03) and a web server (web-01),
+the only host the application account may connect from. Queries as root run
+through the unix socket inside the database containers (docker exec);
+queries as the application run from the web server (dbclient.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from webinfra_testlib import ansible_playbook, docker, parse_vertical, play_recap, wait_for
+
+PRIMARY = "webinfra-mysql-db-01"
+REPLICAS = ["webinfra-mysql-db-02", "webinfra-mysql-db-03"]
+WEB = "webinfra-mysql-web-01"
+ADDRESS = {
+    PRIMARY: "172.30.5.11",
+    REPLICAS[0]: "172.30.5.12",
+    REPLICAS[1]: "172.30.5.13",
+}
+SCENARIO = Path(__file__).resolve().parents[1]
+PLAYBOOKS = SCENARIO.parents[1] / "playbooks"
+CONFIG = "/etc/mysql/mariadb.conf.d/60-webinfra.cnf"
+CLIENT = "/usr/local/bin/webinfra-dbclient.py"
+
+
+def secret(name: str) -> str:
+    """A password the scenario generated (ansible's password lookup file)."""
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets" / name
+    return path.read_text(encoding="utf-8").split()[0]
+
+
+def sql(container: str, statement: str, *, check: bool = True) -> str:
+    """Run SQL as root through the unix socket; tab-separated rows, no header."""
+    done = docker("exec", container, "mariadb", "-N", "-B", "-e", statement, check=False)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def replica_status(container: str) -> dict[str, str]:
+    out = docker("exec", container, "mariadb", "-e", "SHOW SLAVE STATUS\\G").stdout
+    rows = parse_vertical(out)
+    assert rows, f"{container} is not a replica"
+    return rows[0]
+
+
+def app_client(request: dict[str, Any]) -> dict[str, Any]:
+    """Run dbclient.py on the web server as the application account."""
+    done = docker(
+        "exec", "-e", f"DB_PASSWORD={secret('app')}", WEB,
+        "python3", CLIENT, json.dumps({"user": "app", **request}),
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def client_from(container: str, *args: str) -> tuple[int, str]:
+    """Run the mariadb command-line client in a database container."""
+    done = docker("exec", container, "mariadb", *args, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def table_checksum(container: str, table: str) -> str:
+    return sql(container, f"CHECKSUM TABLE {table}").split()[-1]
+
+
+def count_and_checksum(container: str, table: str) -> tuple[str, str]:
+    return sql(container, f"SELECT COUNT(*) FROM {table}"), table_checksum(container, table)
+
+
+def wait_in_sync(table: str, timeout: float = 60.0) -> None:
+    """Wait until every replica holds exactly the primary's rows of `table`."""
+    want = count_and_checksum(PRIMARY, table)
+    for replica in REPLICAS:
+        wait_for(
+            functools.partial(count_and_checksum, replica, table),
+            accept=lambda got: got == want,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def probe_table() -> None:
+    docker("cp", str(Path(__file__).parent / "dbclient.py"), f"{WEB}:{CLIENT}")
+    sql(
+        PRIMARY,
+        "CREATE TABLE IF NOT EXISTS app.probe (id INT AUTO_INCREMENT PRIMARY KEY,"
+        " token VARCHAR(64) NOT NULL, created TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+    )
+    wait_in_sync("app.probe")
+
+
+def test_a_row_written_on_the_primary_is_on_both_replicas_within_one_second() -> None:
+    for _ in range(3):
+        result = app_client(
+            {
+                "action": "replicate",
+                "primary": ADDRESS[PRIMARY],
+                "replicas": [ADDRESS[r] for r in REPLICAS],
+                "table": "app.probe",
+                "timeout": 1.0,
+            }
+        )
+        seen = result["seen_after"]
+        assert all(seconds is not None for seconds in seen.values()), seen
+
+
+def test_replication_runs_over_verified_tls_with_gtid() -> None:
+    for replica in REPLICAS:
+        status = replica_status(replica)
+        assert status["Slave_IO_Running"] == "Yes", status
+        assert status["Slave_SQL_Running"] == "Yes", status
+        assert status["Master_Host"] == ADDRESS[PRIMARY]
+        assert status["Master_SSL_Allowed"] == "Yes"
+        assert status["Master_SSL_Verify_Server_Cert"] == "Yes"
+        assert status["Using_Gtid"] == "Slave_Pos"
+
+
+def test_the_replication_account_needs_tls_and_a_replica_address() -> None:
+    password = f"-p{secret('replication')}"
+    login = ["-h", ADDRESS[PRIMARY], "-u", "replicator", password, "-e", "SELECT 1"]
+    rc, out = client_from(REPLICAS[0], "--ssl", *login)
+    assert rc == 0, out
+    rc, out = client_from(REPLICAS[0], "--skip-ssl", *login)
+    assert rc != 0 and "Access denied" in out, out
+    done = docker(
+        "exec", WEB, "python3", "-c",
+        "import pymysql,sys; pymysql.connect(host=sys.argv[1], user='replicator',"
+        " password=sys.argv[2], ssl={'ca': None}, connect_timeout=5)",
+        ADDRESS[PRIMARY], secret("replication"), check=False,
+    )  # fmt: skip
+    assert done.returncode != 0, done.stderr
+    assert "Access denied" in done.stderr or "is not allowed" in done.stderr, done.stderr
+
+
+def test_semi_sync_after_sync_is_on_at_the_primary() -> None:
+    sql(PRIMARY, "INSERT INTO app.probe (token) VALUES ('semi-sync')")
+    status = dict(
+        line.split("\t")
+        for line in sql(PRIMARY, "SHOW STATUS LIKE 'Rpl_semi_sync_master_%'").splitlines()
+    )
+    assert status["Rpl_semi_sync_master_status"] == "ON", status
+    assert int(status["Rpl_semi_sync_master_clients"]) == 2, status
+    assert sql(PRIMARY, "SELECT @@rpl_semi_sync_master_wait_point") == "AFTER_SYNC"
+    for replica in REPLICAS:
+        assert sql(replica, "SHOW STATUS LIKE 'Rpl_semi_sync_slave_status'").split() == [
+            "Rpl_semi_sync_slave_status",
+            "ON",
+        ]
+
+
+def test_a_write_on_a_replica_is_refused() -> None:
+    for replica in REPLICAS:
+        read = app_client(
+            {"action": "query", "host": ADDRESS[replica], "sql": ["SELECT COUNT(*) FROM app.probe"]}
+        )
+        assert read["ok"], read
+        write = app_client(
+            {
+                "action": "query",
+                "host": ADDRESS[replica],
+                "sql": ["INSERT INTO app.probe (token) VALUES ('replica-write')"],
+            }
+        )
+        assert not write["ok"], write
+        assert write["code"] == 1290, write  # ER_OPTION_PREVENTS_STATEMENT: read-only
+    assert sql(PRIMARY, "SELECT COUNT(*) FROM app.probe WHERE token = 'replica-write'") == "0"
+
+
+def test_the_application_account_works_only_from_the_web_servers() -> None:
+    ok = app_client({"action": "query", "host": ADDRESS[PRIMARY], "sql": ["SELECT 1"]})
+    assert ok == {"ok": True, "rows": [[1]]}
+    rc, out = client_from(
+        REPLICAS[0], "-h", ADDRESS[PRIMARY], "-u", "app", f"-p{secret('app')}", "-e", "SELECT 1"
+    )
+    assert rc != 0, out
+    assert "Access denied" in out or "is not allowed to connect" in out, out
+
+
+def test_root_cannot_log_in_over_tcp() -> None:
+    assert sql(PRIMARY, "SELECT CURRENT_USER()") == "root@localhost"
+    for host in ("127.0.0.1", ADDRESS[PRIMARY]):
+        rc, out = client_from(PRIMARY, "--protocol=tcp", "-h", host, "-u", "root", "-e", "SELECT 1")
+        assert rc != 0, out
+        assert "Access denied" in out or "is not allowed" in out, out
+    rc, out = client_from(REPLICAS[0], "-h", ADDRESS[PRIMARY], "-u", "root", "-e", "SELECT 1")
+    assert rc != 0, out
+
+
+def test_no_anonymous_account_and_no_test_database() -> None:
+    for server in [PRIMARY, *REPLICAS]:
+        assert sql(server, "SELECT COUNT(*) FROM mysql.user WHERE user = ''") == "0"
+        assert sql(server, "SHOW DATABASES LIKE 'test'") == ""
+
+
+def test_a_stopped_replica_catches_up_with_nothing_missing() -> None:
+    stopped = REPLICAS[1]
+    run = uuid.uuid4().hex[:8]
+    docker("exec", stopped, "systemctl", "stop", "mariadb")
+    try:
+        for n in range(25):
+            sql(PRIMARY, f"INSERT INTO app.probe (token) VALUES ('stopped-{run}-{n}')")
+    finally:
+        docker("exec", stopped, "systemctl", "start", "mariadb")
+    wait_in_sync("app.probe")
+    status = replica_status(stopped)
+    assert status["Slave_IO_Running"] == "Yes" and status["Slave_SQL_Running"] == "Yes", status
+    assert sql(stopped, f"SELECT COUNT(*) FROM app.probe WHERE token LIKE 'stopped-{run}-%'") == "25"
+
+
+# --- a wrong variable stops the play before any change --------------------
+
+
+def _run_with(
+    extra_vars: dict[str, Any] | None = None,
+    drop_secret: str | None = None,
+    extra_primary: str | None = None,
+) -> tuple[int, str]:
+    """Run the scenario's deployment with one thing wrong; return rc and output."""
+    secrets = yaml.safe_load((SCENARIO / "vars" / "secrets.yml").read_text(encoding="utf-8"))
+    if drop_secret:
+        secrets.pop(drop_secret)
+        # Whatever derived from it must not bring it back.
+        secrets = {k: v for k, v in secrets.items() if drop_secret not in str(v)}
+    with tempfile.TemporaryDirectory() as tmp:
+        secrets_file = Path(tmp) / "secrets.yml"
+        secrets_file.write_text(yaml.safe_dump(secrets), encoding="utf-8")
+        plays: list[dict[str, Any]] = []
+        if extra_primary:
+            plays.append(
+                {
+                    "name": "Put a second host into db_primary",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Add the host to the group",
+                            "ansible.builtin.add_host": {
+                                "name": extra_primary,
+                                "groups": "db_primary",
+                            },
+                        }
+                    ],
+                }
+            )
+        plays.append(
+            {
+                "name": "Load the scenario's settings",
+                "hosts": "all",
+                "gather_facts": False,
+                "tasks": [
+                    {
+                        "name": "Settings",
+                        "ansible.builtin.include_vars": str(SCENARIO / "vars" / "scenario.yml"),
+                    },
+                    {
+                        "name": "Secrets",
+                        "ansible.builtin.include_vars": str(secrets_file),
+                        "no_log": True,
+                    },
+                ],
+            }
+        )
+        plays.append(
+            {"name": "Deploy", "ansible.builtin.import_playbook": str(PLAYBOOKS / "databases.yml")}
+        )
+        playbook = Path(tmp) / "deploy.yml"
+        playbook.write_text(yaml.safe_dump(plays, sort_keys=False), encoding="utf-8")
+        os.environ["ANSIBLE_NOCOLOR"] = "1"
+        os.environ["ANSIBLE_FORCE_COLOR"] = "0"
+        checksum_before = docker("exec", PRIMARY, "sha256sum", CONFIG).stdout
+        outcome = ansible_playbook(str(playbook), extra_vars=extra_vars, timeout=600)
+        checksum_after = docker("exec", PRIMARY, "sha256sum", CONFIG).stdout
+    output = outcome.stdout + outcome.stderr
+    assert checksum_after == checksum_before, "the server configuration changed"
+    recap = play_recap(outcome.stdout)
+    assert recap, output
+    # localhost only ran the test's own in-memory add_host.
+    changed = {
+        host: counters["changed"]
+        for host, counters in recap.items()
+        if counters["changed"] and host != "localhost"
+    }
+    assert changed == {}, f"hosts changed before the play stopped: {changed}\n{output}"
+    return outcome.rc, output
+
+
+def test_two_primaries_stop_the_play_before_any_change() -> None:
+    rc, output = _run_with(extra_primary=REPLICAS[0])
+    assert rc != 0, output
+    assert "mysql_primary_primary_group" in output or "mysql_replica_primary_group" in output, (
+        output
+    )
+    assert "must hold exactly one host" in output, output
+
+
+def test_a_duplicate_server_id_stops_the_play_before_any_change() -> None:
+    rc, output = _run_with(extra_vars={"mysql_replica_server_id": 7})
+    assert rc != 0, output
+    assert "server_id must be unique" in output, output
+    assert "mysql_replica_server_id" in output, output
+
+
+def test_a_missing_password_stops_the_play_before_any_change() -> None:
+    rc, output = _run_with(drop_secret="mysql_replica_replication_password")
+    assert rc != 0, output
+    assert "mysql_replica_replication_password" in output, output
+    assert "missing required arguments" in output or "required" in output, output
+
+
+def test_replication_is_still_healthy_at_the_end() -> None:
+    wait_in_sync("app.probe")
+    for replica in REPLICAS:
+        status = replica_status(replica)
+        assert status["Slave_IO_Running"] == "Yes" and status["Slave_SQL_Running"] == "Yes", status

@@ -1,0 +1,59 @@
+"""Database access behind a small protocol, so tests inject a fake."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from .settings import DbEndpoint, Settings
+
+
+class Cursor(Protocol):
+    def execute(self, query: str, args: Sequence[Any] | None = None) -> Any: ...
+
+    def fetchall(self) -> Sequence[Sequence[Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class Connection(Protocol):
+    def cursor(self) -> Cursor: ...
+
+    def commit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+ConnectFactory = Callable[[DbEndpoint, Settings], Connection]
+
+
+class DatabaseUnavailable(Exception):
+    """No connection could be made to a database server."""
+
+
+def pymysql_connect(endpoint: DbEndpoint, settings: Settings) -> Connection:
+    """Open a PyMySQL connection; raise DatabaseUnavailable when it fails."""
+    import pymysql  # imported here: the unit tests run without a server
+
+    try:
+        conn: Connection = pymysql.connect(
+            host=endpoint.host,
+            port=endpoint.port,
+            user=settings.db_user,
+            password=settings.db_password,
+            database=settings.db_name,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=10,
+            write_timeout=10,
+            charset="utf8mb4",
+            autocommit=False,
+        )
+    except pymysql.err.MySQLError as exc:
+        raise DatabaseUnavailable(f"{endpoint.label}: {exc}") from exc
+    return conn
+
+
+def is_missing_table(exc: BaseException) -> bool:
+    """True for MySQL error 1146 (table does not exist)."""
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+    return len(args) > 0 and args[0] == 1146

@@ -1,0 +1,34 @@
+"""Unit tests of the haproxy helpers in webinfra_testlib."""
+
+from __future__ import annotations
+
+from webinfra_testlib import alternates, parse_haproxy_stat
+
+SHOW_STAT = """\
+# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,\
+eresp,wretr,wredis,status,
+https,FRONTEND,,,1,3,4096,50,,,,,,,,,,OPEN,
+web,web-01,0,0,2,5,,20,,,,,,0,0,0,0,UP,
+web,web-02,0,0,0,4,,18,,,,,,0,0,0,0,DRAIN,
+web,BACKEND,0,0,2,9,410,38,,,,,,0,0,0,0,UP,
+"""
+
+
+def test_parse_haproxy_stat_keys_rows_by_proxy_and_server() -> None:
+    rows = parse_haproxy_stat(SHOW_STAT)
+    assert rows[("web", "web-01")]["status"] == "UP"
+    assert rows[("web", "web-01")]["scur"] == "2"
+    assert rows[("web", "web-02")]["status"] == "DRAIN"
+    assert rows[("https", "FRONTEND")]["status"] == "OPEN"
+    assert len(rows) == 4
+
+
+def test_parse_haproxy_stat_ignores_text_without_header() -> None:
+    assert parse_haproxy_stat("Unknown command\n") == {}
+
+
+def test_alternates_needs_two_values_never_repeated() -> None:
+    assert alternates(["a", "b", "a", "b"])
+    assert not alternates(["a", "a", "b"])
+    assert not alternates(["a", "a"])
+    assert not alternates([])
