@@ -349,6 +349,8 @@ class PatientBackgroundBurst(BackgroundBurst):
 
     def _run(self) -> None:
         self.result = patient_burst(self._url, stop=self._stop, **self._kwargs)
+
+
 # ---------------------------------------------------------------------------
 # keepalived: outage through a virtual IP, and who holds it over time.
 # ---------------------------------------------------------------------------
@@ -575,6 +577,8 @@ class AddressWatch:
                 proc.kill()
                 out = proc.communicate()[0]
             self.timelines[container] = parse_address_samples(out)
+
+
 # ---------------------------------------------------------------------------
 # Database tier (mysql scenario): parsing what the mariadb client and
 # ansible-playbook print.
@@ -614,6 +618,8 @@ def play_recap(stdout: str) -> dict[str, dict[str, int]]:
         if values:
             recap[host.strip()] = values
     return recap
+
+
 # --- firewall (ufw) -------------------------------------------------------
 
 # Runs inside a container (python3 only): argv[1] is a JSON list of
@@ -662,6 +668,8 @@ def parse_reach(targets: list[Target], stdout: str) -> dict[Target, bool]:
     if not isinstance(answers, list) or len(answers) != len(targets):
         raise ValueError(f"expected {len(targets)} answers, got {stdout!r}")
     return {target: bool(answer) for target, answer in zip(targets, answers, strict=True)}
+
+
 # --- Monitoring (Prometheus, Alertmanager, console pages) -------------------
 
 
