@@ -48,9 +48,11 @@ def promtool() -> str:
         return str(binary)
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            ["apt-get", "download", "prometheus"], cwd=tmp, check=True, capture_output=True
-        )
+        download = ["apt-get", "download", "prometheus"]
+        if subprocess.run(download, cwd=tmp, check=False, capture_output=True).returncode != 0:
+            # A fresh machine may have no package lists yet.
+            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+            subprocess.run(download, cwd=tmp, check=True, capture_output=True)
         (deb,) = Path(tmp).glob("prometheus_*.deb")
         subprocess.run(["dpkg-deb", "-x", str(deb), str(CACHE)], check=True)
     return str(binary)

@@ -120,7 +120,7 @@ def test_exporters_listen_only_on_the_stack_address() -> None:
 
 def test_mysqld_exporter_user_has_least_privilege() -> None:
     grants = docker(
-        "exec", DB, "mariadb", "-N", "-e", "SHOW GRANTS FOR prometheus_exporter@localhost"
+        "exec", DB, "mariadb", "-N", "-e", "SHOW GRANTS FOR mysqld_exporter@localhost"
     ).stdout
     assert "ALL PRIVILEGES" not in grants
     assert "GRANT SELECT ON *.*" not in grants

@@ -218,7 +218,9 @@ def test_a_stopped_replica_catches_up_with_nothing_missing() -> None:
     wait_in_sync("app.probe")
     status = replica_status(stopped)
     assert status["Slave_IO_Running"] == "Yes" and status["Slave_SQL_Running"] == "Yes", status
-    assert sql(stopped, f"SELECT COUNT(*) FROM app.probe WHERE token LIKE 'stopped-{run}-%'") == "25"
+    assert (
+        sql(stopped, f"SELECT COUNT(*) FROM app.probe WHERE token LIKE 'stopped-{run}-%'") == "25"
+    )
 
 
 # --- a wrong variable stops the play before any change --------------------
