@@ -392,7 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every gate sees the pinned tools and resolves webinfra.stack to this
     # checkout, whether it was started by make or by hand.
     os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".venv" / "collections"))
+    ours = str(ROOT / ".venv" / "collections")
+    theirs = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "")
+    os.environ["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join(p for p in (ours, theirs) if p)
     gates = GATES if "all" in args.gates else tuple(g for g in GATES if g in args.gates)
 
     report = Report()
