@@ -738,3 +738,50 @@ def console_rows(html: str, section: str) -> list[ConsoleRow]:
     parser.feed(html)
     parser.close()
     return rows
+def mysql_sql(container: str, statement: str) -> str:
+    """Run SQL as root through the unix socket in `container`.
+
+    Returns tab-separated rows without a header; raises on an SQL error.
+    """
+    done = docker("exec", container, "mariadb", "-N", "-B", "-e", statement, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"{container}: {statement!r} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def mysql_replica_status(container: str) -> dict[str, str]:
+    """SHOW SLAVE STATUS of `container` as a dictionary ({} when not a replica)."""
+    out = docker("exec", container, "mariadb", "-e", "SHOW SLAVE STATUS\\G").stdout
+    rows = parse_vertical(out)
+    return rows[0] if rows else {}
+
+
+def scenario_secret(name: str) -> str:
+    """A password the scenario generated with ansible's password lookup."""
+    path = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "secrets", name)
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().split()[0]
+
+
+def start_systemd_host(name: str, network: str, ip: str) -> str:
+    """Start an extra systemd container like the scenario's own platforms.
+
+    Same flags as molecule/resources/playbooks/create.yml, labelled with the
+    scenario so destroy removes it; waits until systemd has booted.
+    """
+    image = os.environ.get("WEBINFRA_IMAGE", "webinfra/systemd-debian:12")
+    docker("rm", "-f", "-v", name, check=False)
+    docker(
+        "run", "-d", "--name", name, "--hostname", name, "--network", network, "--ip", ip,
+        "--label", f"webinfra.scenario={scenario_name()}", "--label", "owner=molecule",
+        "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+        "--security-opt", "seccomp=unconfined", "--cgroupns", "host",
+        "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+        "--stop-signal", "SIGRTMIN+3", image, "/lib/systemd/systemd",
+    )  # fmt: skip
+    wait_for(
+        lambda: docker("exec", name, "systemctl", "is-system-running", check=False).stdout.strip(),
+        accept=lambda state: state in ("running", "degraded"),
+        timeout=60,
+    )
+    return name

@@ -9,6 +9,9 @@ in, one JSON document out:
     {"action": "replicate", "primary": ..., "replicas": [...], "user": ...,
      "table": "app.probe", "timeout": 1.0}
         -> {"ok": true, "seen_after": {"replica": seconds or null}}
+    {"action": "stream", "primary": ..., "user": ..., "table": ..., "duration": 5,
+     "tag": "run1"}
+        -> {"ok": true, "acked": ["run1-0", ...], "error": "..." or null}
 
 The password comes from the environment (DB_PASSWORD), never from argv.
 """
@@ -31,6 +34,8 @@ def _connect(host: str, user: str) -> Any:
         user=user,
         password=os.environ["DB_PASSWORD"],
         connect_timeout=5,
+        read_timeout=10,
+        write_timeout=10,
         autocommit=True,
     )
 
@@ -74,6 +79,27 @@ def replicate(
     return {"ok": True, "token": token, "seen_after": seen}
 
 
+def stream(primary: str, user: str, table: str, duration: float, tag: str) -> dict[str, Any]:
+    """Insert rows one by one until `duration` passes or the primary fails.
+
+    Returns the tokens whose commit the primary acknowledged.
+    """
+    acked: list[str] = []
+    error = None
+    conn = _connect(primary, user)
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        token = f"{tag}-{len(acked)}"
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"INSERT INTO {table} (token) VALUES (%s)", (token,))
+        except pymysql.MySQLError as exc:
+            error = str(exc)
+            break
+        acked.append(token)
+    return {"ok": True, "acked": acked, "error": error}
+
+
 def main(argv: list[str]) -> int:
     request: dict[str, Any] = json.loads(argv[1])
     if request["action"] == "query":
@@ -85,6 +111,14 @@ def main(argv: list[str]) -> int:
             request["user"],
             request["table"],
             float(request["timeout"]),
+        )
+    elif request["action"] == "stream":
+        result = stream(
+            request["primary"],
+            request["user"],
+            request["table"],
+            float(request["duration"]),
+            request["tag"],
         )
     else:
         result = {"ok": False, "code": -1, "error": f"unknown action {request['action']}"}

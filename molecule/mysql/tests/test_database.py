@@ -18,7 +18,15 @@ from typing import Any
 
 import pytest
 import yaml
-from webinfra_testlib import ansible_playbook, docker, parse_vertical, play_recap, wait_for
+from webinfra_testlib import (
+    ansible_playbook,
+    docker,
+    mysql_replica_status,
+    mysql_sql,
+    play_recap,
+    scenario_secret,
+    wait_for,
+)
 
 PRIMARY = "webinfra-mysql-db-01"
 REPLICAS = ["webinfra-mysql-db-02", "webinfra-mysql-db-03"]
@@ -35,24 +43,17 @@ CLIENT = "/usr/local/bin/webinfra-dbclient.py"
 
 
 def secret(name: str) -> str:
-    """A password the scenario generated (ansible's password lookup file)."""
-    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets" / name
-    return path.read_text(encoding="utf-8").split()[0]
+    return scenario_secret(name)
 
 
-def sql(container: str, statement: str, *, check: bool = True) -> str:
-    """Run SQL as root through the unix socket; tab-separated rows, no header."""
-    done = docker("exec", container, "mariadb", "-N", "-B", "-e", statement, check=False)
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+def sql(container: str, statement: str) -> str:
+    return mysql_sql(container, statement)
 
 
 def replica_status(container: str) -> dict[str, str]:
-    out = docker("exec", container, "mariadb", "-e", "SHOW SLAVE STATUS\\G").stdout
-    rows = parse_vertical(out)
-    assert rows, f"{container} is not a replica"
-    return rows[0]
+    status = mysql_replica_status(container)
+    assert status, f"{container} is not a replica"
+    return status
 
 
 def app_client(request: dict[str, Any]) -> dict[str, Any]:

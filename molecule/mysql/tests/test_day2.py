@@ -1,0 +1,267 @@
+"""Day-2 operations of the database tier, in the order an operator meets them.
+
+Runs after test_database.py on the same containers: a replica added to a
+populated primary, a backup restored into a fresh server, a planned
+switchover, then a lost primary during a stream of writes. Extra servers are
+systemd containers started here with the scenario's label (destroy removes
+them).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from webinfra_testlib import (
+    RunOutcome,
+    ansible_playbook,
+    docker,
+    mysql_replica_status,
+    mysql_sql,
+    scenario_secret,
+    start_systemd_host,
+    wait_for,
+)
+
+NETWORK = "webinfra-mysql"
+DB = {n: f"webinfra-mysql-db-0{n}" for n in range(1, 6)}
+ADDRESS = {DB[n]: f"172.30.5.1{n}" for n in range(1, 6)}
+WEB = "webinfra-mysql-web-01"
+CLIENT = "/usr/local/bin/webinfra-dbclient.py"
+SCENARIO = Path(__file__).resolve().parents[1]
+PLAYBOOKS = SCENARIO.parents[1] / "playbooks"
+TABLES = ("app.ledger", "app.probe")
+DOCKER_HOST = {"ansible_connection": "community.docker.docker"}
+
+
+def run(
+    playbook: str, extra_vars: dict[str, Any] | None = None, add: dict[str, list[str]] | None = None
+) -> str:
+    """Run a playbook of the collection with the scenario's settings; must succeed.
+
+    `add` puts extra containers into inventory groups for this run.
+    """
+    plays: list[dict[str, Any]] = []
+    if add:
+        tasks = [
+            {
+                "name": f"Add {name}",
+                "ansible.builtin.add_host": {"name": name, "groups": groups, **DOCKER_HOST},
+            }
+            for name, groups in add.items()
+        ]
+        plays.append(
+            {"name": "Extra hosts", "hosts": "localhost", "gather_facts": False, "tasks": tasks}
+        )
+    plays.append(
+        {
+            "name": "Load the scenario's settings",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Settings",
+                    "ansible.builtin.include_vars": str(SCENARIO / "vars" / "scenario.yml"),
+                },
+                {
+                    "name": "Secrets",
+                    "ansible.builtin.include_vars": str(SCENARIO / "vars" / "secrets.yml"),
+                    "no_log": True,
+                },
+            ],
+        }
+    )
+    plays.append({"name": "Run", "ansible.builtin.import_playbook": str(PLAYBOOKS / playbook)})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.yml"
+        path.write_text(yaml.safe_dump(plays, sort_keys=False), encoding="utf-8")
+        outcome: RunOutcome = ansible_playbook(str(path), extra_vars=extra_vars, timeout=900)
+    output = outcome.stdout + outcome.stderr
+    assert outcome.rc == 0, output[-6000:]
+    return output
+
+
+def state(container: str) -> tuple[str, ...]:
+    """Row count and CHECKSUM TABLE of every test table."""
+    values: list[str] = []
+    for table in TABLES:
+        values.append(mysql_sql(container, f"SELECT COUNT(*) FROM {table}"))
+        values.append(mysql_sql(container, f"CHECKSUM TABLE {table}").split()[-1])
+    return tuple(values)
+
+
+def wait_same_state(reference: str, others: list[str], timeout: float = 60.0) -> None:
+    want = state(reference)
+    for other in others:
+        wait_for(lambda o=other: state(o), accept=lambda got: got == want, timeout=timeout)  # type: ignore[misc]
+
+
+def follows(container: str, primary: str) -> bool:
+    status = mysql_replica_status(container)
+    return (
+        status.get("Master_Host") == ADDRESS[primary]
+        and status.get("Slave_IO_Running") == "Yes"
+        and status.get("Slave_SQL_Running") == "Yes"
+        and status.get("Master_SSL_Allowed") == "Yes"
+    )
+
+
+def install_mariadb(container: str) -> None:
+    done = docker(
+        "exec", container, "bash", "-c",
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq"
+        " mariadb-server python3-pymysql >/tmp/apt.log 2>&1 || { tail -20 /tmp/apt.log; exit 1; }",
+        check=False, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def running_primary() -> tuple[str, list[str]]:
+    """The server that takes writes now, and the running servers that follow it."""
+    running = set(docker("ps", "--format", "{{.Names}}").stdout.split())
+    servers = [DB[n] for n in range(1, 5) if DB[n] in running]
+    primaries = [s for s in servers if not mysql_replica_status(s)]
+    assert len(primaries) == 1, f"expected one primary among {servers}, found {primaries}"
+    return primaries[0], [s for s in servers if s != primaries[0]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ledger() -> None:
+    """A populated primary: a few thousand rows besides the probe table."""
+    primary, replicas = running_primary()
+    mysql_sql(
+        primary,
+        "CREATE TABLE IF NOT EXISTS app.ledger (id INT AUTO_INCREMENT PRIMARY KEY,"
+        " token VARCHAR(64) NOT NULL, amount BIGINT NOT NULL DEFAULT 0)",
+    )
+    mysql_sql(
+        primary,
+        "INSERT INTO app.ledger (token, amount)"
+        " SELECT CONCAT('row-', seq), seq * 7 FROM app.seq_1_to_3000",
+    )
+    wait_same_state(primary, replicas)
+
+
+def test_a_replica_added_to_a_populated_primary_ends_with_identical_data() -> None:
+    start_systemd_host(DB[4], NETWORK, ADDRESS[DB[4]])
+    run("databases.yml", add={DB[4]: ["databases", "db_replicas"]})
+    assert follows(DB[4], DB[1]), mysql_replica_status(DB[4])
+    wait_same_state(DB[1], [DB[4]])
+    mysql_sql(DB[1], "INSERT INTO app.ledger (token, amount) VALUES ('after-seed', 1)")
+    wait_same_state(DB[1], [DB[2], DB[3], DB[4]])
+
+
+def test_a_backup_restored_into_a_fresh_server_gives_identical_data() -> None:
+    start_systemd_host(DB[5], NETWORK, ADDRESS[DB[5]])
+    install_mariadb(DB[5])
+    assert "app" not in mysql_sql(DB[5], "SHOW DATABASES").split()
+    run("db_backup.yml", extra_vars={"db_backup_host": DB[3]})
+    run("db_backup.yml", extra_vars={"db_backup_host": DB[3], "db_backup_keep": 1})
+    listing = docker("exec", DB[3], "ls", "/var/backups/webinfra-mysql").stdout.split()
+    assert len([f for f in listing if f.endswith(".sql.gz")]) == 1, listing
+    assert len([f for f in listing if f.endswith(".json")]) == 1, listing
+    output = run(
+        "db_restore.yml",
+        extra_vars={"db_restore_from": DB[3], "db_restore_target": DB[5]},
+        add={DB[5]: ["restore_targets"]},
+    )
+    # The callback may wrap long messages: compare with whitespace collapsed.
+    assert "every row count and checksum equal to the backup manifest" in " ".join(output.split())
+    # Nothing was written since the backup: the fresh server equals the primary.
+    assert state(DB[5]) == state(DB[1])
+
+
+def test_a_planned_switchover_keeps_every_row_and_demotes_the_old_primary() -> None:
+    before = state(DB[1])
+    run(
+        "db_failover.yml",
+        extra_vars={
+            "db_failover_new_primary": DB[2],
+            "db_failover_replicas": [DB[3], DB[4]],
+            "db_failover_app_role": "",
+        },
+        add={DB[4]: ["databases"]},
+    )
+    assert state(DB[2]) == before
+    assert mysql_replica_status(DB[2]) == {}
+    assert mysql_sql(DB[2], "SELECT @@read_only") == "0"
+    assert mysql_sql(DB[1], "SELECT @@read_only") == "1"
+    for replica in (DB[1], DB[3], DB[4]):
+        wait_for(lambda r=replica: follows(r, DB[2]), timeout=60)  # type: ignore[misc]
+    mysql_sql(DB[2], "INSERT INTO app.ledger (token, amount) VALUES ('after-switchover', 2)")
+    wait_same_state(DB[2], [DB[1], DB[3], DB[4]])
+    semi = mysql_sql(DB[2], "SHOW STATUS LIKE 'Rpl_semi_sync_master_status'").split()
+    assert semi == ["Rpl_semi_sync_master_status", "ON"]
+
+
+def test_after_the_primary_is_killed_every_acknowledged_write_is_on_the_new_primary() -> None:
+    old = DB[2]
+    request = {
+        "action": "stream",
+        "user": "app",
+        "primary": ADDRESS[old],
+        "table": "app.ledger",
+        "duration": 20,
+        "tag": "stream",
+    }
+    writer = subprocess.Popen(
+        [
+            "docker",
+            "exec",
+            "-e",
+            f"DB_PASSWORD={scenario_secret('app')}",
+            WEB,
+            "python3",
+            CLIENT,
+            json.dumps(request),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: mysql_sql(old, "SELECT COUNT(*) FROM app.ledger WHERE token LIKE 'stream-%'"),
+            accept=lambda n: int(n) >= 50,
+            timeout=30,
+        )
+        docker("kill", old)
+        out, err = writer.communicate(timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    result = json.loads(out)
+    acked: list[str] = result["acked"]
+    assert len(acked) >= 50, (result, err)
+    assert result["error"], "the stream should have ended with the primary's death"
+
+    run(
+        "db_failover.yml",
+        extra_vars={
+            "db_failover_planned": False,
+            "db_failover_old_primary": old,
+            "db_failover_replicas": [DB[1], DB[3], DB[4]],
+            "db_failover_app_role": "",
+        },
+        add={DB[4]: ["databases"]},
+    )
+    survivors = [DB[1], DB[3], DB[4]]
+    primaries = [s for s in survivors if not mysql_replica_status(s)]
+    assert len(primaries) == 1, primaries
+    new = primaries[0]
+    assert mysql_sql(new, "SELECT @@read_only") == "0"
+    present = set(
+        mysql_sql(new, "SELECT token FROM app.ledger WHERE token LIKE 'stream-%'").split()
+    )
+    missing = [token for token in acked if token not in present]
+    assert missing == [], f"{len(missing)} acknowledged writes lost on {new}: {missing[:10]}"
+    others = [s for s in survivors if s != new]
+    for replica in others:
+        wait_for(lambda r=replica: follows(r, new), timeout=60)  # type: ignore[misc]
+    mysql_sql(new, "INSERT INTO app.ledger (token, amount) VALUES ('after-failover', 3)")
+    wait_same_state(new, others)
