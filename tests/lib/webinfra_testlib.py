@@ -738,6 +738,8 @@ def console_rows(html: str, section: str) -> list[ConsoleRow]:
     parser.feed(html)
     parser.close()
     return rows
+
+
 def mysql_sql(container: str, statement: str) -> str:
     """Run SQL as root through the unix socket in `container`.
 
