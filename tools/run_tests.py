@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 LOG_DIR = ROOT / ".cache" / "test-logs"
 GATES = ("lint", "unit", "sanity", "build", "molecule")
-ALSO_ON_DEBIAN_13 = ("smoke", "site")
+ALSO_ON_DEBIAN_13 = ("smoke", "site", "mysql")
 # Longest first, so the slowest scenarios do not start last.
 SCENARIO_WEIGHT = {"site": 100, "site_seed": 90, "mysql": 80, "certbot": 70, "haproxy": 60}
 SCENARIO_TIMEOUT = int(os.environ.get("WEBINFRA_SCENARIO_TIMEOUT", "1500"))
