@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from mysql_plays import SCENARIO, scenario_plays
 from webinfra_testlib import (
     ansible_playbook,
     docker,
@@ -36,8 +37,6 @@ ADDRESS = {
     REPLICAS[0]: "172.30.5.12",
     REPLICAS[1]: "172.30.5.13",
 }
-SCENARIO = Path(__file__).resolve().parents[1]
-PLAYBOOKS = SCENARIO.parents[1] / "playbooks"
 CONFIG = "/etc/mysql/mariadb.conf.d/60-webinfra.cnf"
 CLIENT = "/usr/local/bin/webinfra-dbclient.py"
 
@@ -241,45 +240,8 @@ def _run_with(
     with tempfile.TemporaryDirectory() as tmp:
         secrets_file = Path(tmp) / "secrets.yml"
         secrets_file.write_text(yaml.safe_dump(secrets), encoding="utf-8")
-        plays: list[dict[str, Any]] = []
-        if extra_primary:
-            plays.append(
-                {
-                    "name": "Put a second host into db_primary",
-                    "hosts": "localhost",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "Add the host to the group",
-                            "ansible.builtin.add_host": {
-                                "name": extra_primary,
-                                "groups": "db_primary",
-                            },
-                        }
-                    ],
-                }
-            )
-        plays.append(
-            {
-                "name": "Load the scenario's settings",
-                "hosts": "all",
-                "gather_facts": False,
-                "tasks": [
-                    {
-                        "name": "Settings",
-                        "ansible.builtin.include_vars": str(SCENARIO / "vars" / "scenario.yml"),
-                    },
-                    {
-                        "name": "Secrets",
-                        "ansible.builtin.include_vars": str(secrets_file),
-                        "no_log": True,
-                    },
-                ],
-            }
-        )
-        plays.append(
-            {"name": "Deploy", "ansible.builtin.import_playbook": str(PLAYBOOKS / "databases.yml")}
-        )
+        add = {extra_primary: ["db_primary"]} if extra_primary else None
+        plays = scenario_plays("databases.yml", secrets_file=secrets_file, add=add)
         playbook = Path(tmp) / "deploy.yml"
         playbook.write_text(yaml.safe_dump(plays, sort_keys=False), encoding="utf-8")
         os.environ["ANSIBLE_NOCOLOR"] = "1"

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from mysql_plays import scenario_plays
 from webinfra_testlib import (
     RunOutcome,
     ansible_playbook,
@@ -33,10 +34,7 @@ DB = {n: f"webinfra-mysql-db-0{n}" for n in range(1, 6)}
 ADDRESS = {DB[n]: f"172.30.5.1{n}" for n in range(1, 6)}
 WEB = "webinfra-mysql-web-01"
 CLIENT = "/usr/local/bin/webinfra-dbclient.py"
-SCENARIO = Path(__file__).resolve().parents[1]
-PLAYBOOKS = SCENARIO.parents[1] / "playbooks"
 TABLES = ("app.ledger", "app.probe")
-DOCKER_HOST = {"ansible_connection": "community.docker.docker"}
 
 
 def run(
@@ -46,37 +44,7 @@ def run(
 
     `add` puts extra containers into inventory groups for this run.
     """
-    plays: list[dict[str, Any]] = []
-    if add:
-        tasks = [
-            {
-                "name": f"Add {name}",
-                "ansible.builtin.add_host": {"name": name, "groups": groups, **DOCKER_HOST},
-            }
-            for name, groups in add.items()
-        ]
-        plays.append(
-            {"name": "Extra hosts", "hosts": "localhost", "gather_facts": False, "tasks": tasks}
-        )
-    plays.append(
-        {
-            "name": "Load the scenario's settings",
-            "hosts": "all",
-            "gather_facts": False,
-            "tasks": [
-                {
-                    "name": "Settings",
-                    "ansible.builtin.include_vars": str(SCENARIO / "vars" / "scenario.yml"),
-                },
-                {
-                    "name": "Secrets",
-                    "ansible.builtin.include_vars": str(SCENARIO / "vars" / "secrets.yml"),
-                    "no_log": True,
-                },
-            ],
-        }
-    )
-    plays.append({"name": "Run", "ansible.builtin.import_playbook": str(PLAYBOOKS / playbook)})
+    plays = scenario_plays(playbook, add=add)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "run.yml"
         path.write_text(yaml.safe_dump(plays, sort_keys=False), encoding="utf-8")
