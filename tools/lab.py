@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "inventory" / "lab"
 VENV_BIN = ROOT / ".venv" / "bin"
 LABEL = "webinfra.lab"
-# Extra playbooks the lab runs after site.yml when they exist (lab-only parts).
+# Lab-only playbooks, run before site.yml when they exist: the lab's ACME
+# certificate authority must answer before the certbot role asks it.
 LAB_PLAYBOOKS = ("playbooks/lab_acme.yml",)
 
 
@@ -276,7 +277,7 @@ def wait_booted(host: LabHost, timeout: float = 120.0) -> None:
 
 
 def deploy() -> None:
-    playbooks = ["playbooks/site.yml"] + [p for p in LAB_PLAYBOOKS if (ROOT / p).is_file()]
+    playbooks = [p for p in LAB_PLAYBOOKS if (ROOT / p).is_file()] + ["playbooks/site.yml"]
     for playbook in playbooks:
         print(f"==> ansible-playbook -i inventory/lab {playbook}", flush=True)
         done = subprocess.run(
