@@ -39,8 +39,17 @@ def _checksums(host: Host) -> dict[str, str]:
             {"monitoring_alertmanager_webhook_url": "not-a-url"},
             "monitoring_alertmanager_webhook_url must be an http",
         ),
+        (
+            {"monitoring_blackbox_ca_pem": "/etc/ssl/certs/ca-certificates.crt"},
+            "monitoring_blackbox_ca_pem must be empty or PEM text",
+        ),
     ],
-    ids=["unknown-receiver-type", "malformed-scrape-interval", "webhook-url-not-a-url"],
+    ids=[
+        "unknown-receiver-type",
+        "malformed-scrape-interval",
+        "webhook-url-not-a-url",
+        "ca-pem-is-a-path",
+    ],
 )
 def test_wrong_variable_stops_the_play_before_any_change(
     host: Host, extra_vars: dict[str, str], expected: str
