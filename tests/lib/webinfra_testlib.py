@@ -787,3 +787,40 @@ def start_systemd_host(name: str, network: str, ip: str) -> str:
         timeout=60,
     )
     return name
+
+
+# --- site_seed (the design document's layout: several roles per host) --------
+
+
+def open_ports(source: str, address: str, ports: list[int], timeout: float = 1.5) -> set[int]:
+    """The TCP `ports` of `address` that accept a connection from container `source`."""
+    return accepted_ports(reachable(source, [(address, "tcp", port) for port in ports], timeout))
+
+
+def accepted_ports(answers: dict[Target, bool]) -> set[int]:
+    """The ports of the TCP targets that answered, from reachable()'s result."""
+    return {port for (_, proto, port), ok in answers.items() if ok and proto == "tcp"}
+
+
+def served_by(url: str, count: int = 8, timeout: float = 10.0) -> list[str]:
+    """X-Served-By of `count` GET requests to `url`, in order ("" when missing).
+
+    Certificates are not verified: the scenarios serve self-signed or test-CA ones.
+    """
+    import requests  # imported here so the module imports without it
+
+    return [
+        requests.get(url, verify=False, timeout=timeout).headers.get("X-Served-By", "")
+        for _ in range(count)
+    ]
+
+
+def failed_units_in(containers: list[str]) -> dict[str, list[str]]:
+    """The failed systemd units of each container that has any."""
+    failed: dict[str, list[str]] = {}
+    for name in containers:
+        out = docker("exec", name, "systemctl", "--failed", "--plain", "--no-legend").stdout
+        units = [line.split()[0] for line in out.splitlines() if line.strip()]
+        if units:
+            failed[name] = units
+    return failed
