@@ -207,12 +207,13 @@ def test_sslyze_mozilla_intermediate_passes(pebble_root: str) -> None:
 def test_first_deploy_without_dns_keeps_the_self_signed_fallback_and_goes_on(
     pebble_root: str,
 ) -> None:
-    # This name resolves to an address nobody holds: HTTP-01 cannot succeed,
-    # as when DNS does not point at the load balancers yet.
+    # This name resolves to a host that is not a load balancer (nothing
+    # listens on its port 80): HTTP-01 cannot succeed, as when DNS does not
+    # point at the load balancers yet.
     name = "notyet.webinfra.test"
     requests.post(
         f"http://{ACME_IP}:8055/add-a",
-        json={"host": name, "addresses": ["172.30.7.99"]},
+        json={"host": name, "addresses": [ACME_IP]},
         timeout=5,
     ).raise_for_status()
     before = {lb: served_certificate(LB_IPS[lb], DOMAINS[0], pebble_root) for lb in LBS}
