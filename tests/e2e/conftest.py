@@ -66,16 +66,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [i for i in items if i not in disruptive] + disruptive
 
 
+def _use_the_virtualenv() -> None:
+    """Let this run and the playbooks tests start use .venv's ansible (as make does)."""
+    venv_bin = str(ROOT / ".venv" / "bin")
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".venv" / "collections"))
+
+
 def _inventory_json(path: str) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".venv" / "collections"))
     done = subprocess.run(
         ["ansible-inventory", "-i", path, "--list"],
         capture_output=True,
         text=True,
         check=False,
-        env=env,
         timeout=120,
     )
     if done.returncode != 0:
@@ -95,6 +99,7 @@ def _networks(container: str) -> dict[str, str]:
 def stack(pytestconfig: pytest.Config) -> Stack:
     """The stack under test, read from its inventory."""
     kind = target_kind(pytestconfig)
+    _use_the_virtualenv()
     if kind == "lab":
         path = str(LAB_INVENTORY)
         # The helpers that run playbooks (deploy_app.yml, db_failover.yml) read this.
@@ -103,11 +108,13 @@ def stack(pytestconfig: pytest.Config) -> Stack:
         path = os.environ["MOLECULE_INVENTORY_FILE"]
     data = _inventory_json(path)
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
-    containers = [str(v.get("ansible_host") or k) for k, v in hostvars.items()]
-    networks = _networks(containers[0])
     named = [str(v["lab_network"]) for v in hostvars.values() if "lab_network" in v]
-    network = named[0] if named else next(n for n in networks if n != "bridge")
-    address_of = {c: _networks(c).get(network, "") for c in containers}
+    unaddressed = [
+        str(v.get("ansible_host") or k) for k, v in hostvars.items() if "webinfra_address" not in v
+    ]
+    # molecule's inventory names neither the network nor the addresses: ask docker.
+    network = named[0] if named else next(n for n in _networks(unaddressed[0]) if n != "bridge")
+    address_of = {c: _networks(c).get(network, "") for c in unaddressed}
     return parse_stack(data, kind=kind, inventory_path=path, network=network, address_of=address_of)
 
 
