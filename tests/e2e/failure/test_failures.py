@@ -44,16 +44,12 @@ Report = Callable[[str, float, str], None]
 
 
 @pytest.fixture
-def report(request: pytest.FixtureRequest) -> Report:
-    """Print a figure on the terminal (also when the test passes)."""
-    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+def report(capsys: pytest.CaptureFixture[str]) -> Report:
+    """Print a figure to the real output (pytest captures it otherwise)."""
 
     def say(name: str, value: float, unit: str) -> None:
-        line = figure(name, value, unit)
-        if terminal is not None:
-            terminal.write_line(f"\n{line}")
-        else:
-            print(line)
+        with capsys.disabled():
+            print(f"\n{figure(name, value, unit)}", flush=True)
 
     return say
 
