@@ -368,6 +368,8 @@ def test_after_the_primary_is_killed_and_failed_over_no_acknowledged_write_is_lo
     lost = [text for text in writer.acked if text not in stored]
     report("db_lost_writes", len(lost), "writes")
     assert lost == [], f"{len(lost)} acknowledged writes missing on {new.name}: {lost[:10]}"
-    after = requests.post(url(stack, "/api/notes"), json={"text": f"{tag}-after"}, verify=False)
+    after = requests.post(
+        url(stack, "/api/notes"), json={"text": f"{tag}-after"}, verify=False, timeout=10
+    )
     assert after.status_code == 201, after.text
     assert new.address in after.json()["written_to"], after.json()
