@@ -171,11 +171,23 @@ def parse_figures(text: str) -> dict[str, tuple[float, str]]:
 
 
 def time_to_recover(attempts: list[tuple[float, bool]], since: float) -> float | None:
-    """Seconds from `since` to the first successful attempt that started after it.
+    """Seconds from `since` (a failure) until writes succeed again.
 
-    `attempts` are (start time, succeeded). None when none succeeded after `since`.
+    `attempts` are (start time, succeeded). The recovery is the first success
+    that follows a failed attempt started at or after `since` (an attempt
+    that began just before the failure took effect may still succeed; it
+    does not count). 0.0 when nothing failed after `since` but something
+    succeeded; None while no success followed the last failure.
     """
+    failed_seen = False
+    succeeded = False
     for started, ok in sorted(attempts):
-        if started >= since and ok:
+        if started < since:
+            continue
+        if not ok:
+            failed_seen = True
+        elif failed_seen:
             return started - since
-    return None
+        else:
+            succeeded = True
+    return 0.0 if succeeded and not failed_seen else None

@@ -183,3 +183,12 @@ def test_time_to_recover_counts_from_the_failure() -> None:
     assert time_to_recover(attempts, since=10.5) == 3.5
     assert time_to_recover(attempts, since=16.0) is None
     assert time_to_recover([(12.0, False)], since=11.0) is None
+
+
+def test_a_success_before_the_failure_took_effect_is_not_a_recovery() -> None:
+    attempts = [(10.1, True), (10.2, False), (11.0, False), (13.0, True)]
+    assert time_to_recover(attempts, since=10.0) == 3.0
+
+
+def test_no_failure_after_the_event_means_no_outage() -> None:
+    assert time_to_recover([(10.1, True), (10.2, True)], since=10.0) == 0.0
