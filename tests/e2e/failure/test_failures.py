@@ -1,0 +1,375 @@
+"""Whole-stack failure tests: what a client sees while parts of the stack fail.
+
+They run after the checks of tests/e2e (conftest.py orders them) and in the
+order written here, least destructive first: each one puts back what it
+broke (restarts the killed container, waits for the virtual IP and the
+backends) so the next starts from a healthy stack. The database failover
+comes last and leaves the replica promoted.
+
+Every test is bounded in requests and time, and prints its measured figures
+as `E2E-FIGURE name=value unit` lines (webinfra_e2e.parse_figures reads them).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+import requests
+from webinfra_e2e import Stack, figure, time_to_recover
+from webinfra_testlib import (
+    PROBE_LOOP_SCRIPT,
+    PatientTlsBackgroundBurst,
+    alternates,
+    ansible_playbook,
+    docker,
+    haproxy_server_status,
+    longest_outage,
+    mysql_replica_status,
+    mysql_sql,
+    parse_probe_samples,
+    wait_for,
+)
+
+PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
+BACKEND = "web"  # the haproxy role's backend of the web servers
+
+Report = Callable[[str, float, str], None]
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Report:
+    """Print a figure to the real output (pytest captures it otherwise)."""
+
+    def say(name: str, value: float, unit: str) -> None:
+        with capsys.disabled():
+            print(f"\n{figure(name, value, unit)}", flush=True)
+
+    return say
+
+
+def url(stack: Stack, path: str = "/") -> str:
+    return f"https://{stack.vip}{path}"
+
+
+def running(container: str) -> bool:
+    state = docker("inspect", "-f", "{{.State.Running}}", container, check=False).stdout
+    return state.strip() == "true"
+
+
+def vip_holders(stack: Stack) -> list[str]:
+    return [
+        lb.container
+        for lb in stack.group("loadbalancers")
+        if running(lb.container)
+        and f" {stack.vip}/"
+        in docker("exec", lb.container, "ip", "-o", "-4", "addr", "show", check=False).stdout
+    ]
+
+
+def restart(container: str, *units: str) -> None:
+    """Start a killed container and wait until systemd and `units` are up."""
+    if not running(container):
+        docker("start", container)
+
+    def state() -> str:
+        done = docker(
+            "exec", container, "systemctl", "is-system-running", "--wait", check=False, timeout=150
+        )
+        return done.stdout.strip()
+
+    wait_for(state, timeout=150, interval=1, accept=lambda s: s in ("running", "degraded"))
+    for unit in units:
+        wait_for(partial(unit_state, container, unit), timeout=60, accept=lambda s: s == "active")
+
+
+def unit_state(container: str, unit: str) -> str:
+    return docker("exec", container, "systemctl", "is-active", unit, check=False).stdout.strip()
+
+
+def backends_up(stack: Stack) -> bool:
+    return all(
+        haproxy_server_status(lb.container, BACKEND, web.name) == "UP"
+        for lb in stack.group("loadbalancers")
+        for web in stack.group("webservers")
+    )
+
+
+def served_by(stack: Stack, count: int) -> list[str]:
+    return [
+        requests.get(url(stack), verify=False, timeout=10).headers.get("X-Served-By", "")
+        for _ in range(count)
+    ]
+
+
+def assert_healthy(stack: Stack) -> None:
+    """One VIP holder, every web server UP on every load balancer, round robin."""
+    wait_for(lambda: vip_holders(stack), timeout=60, accept=lambda hs: len(hs) == 1)
+    wait_for(lambda: backends_up(stack), timeout=120, interval=1)
+    seen = served_by(stack, 6)
+    assert alternates(seen), seen
+
+
+def main_pid(container: str, unit: str) -> str:
+    return docker(
+        "exec", container, "systemctl", "show", "-p", "MainPID", "--value", unit
+    ).stdout.strip()
+
+
+@pytest.fixture(autouse=True)
+def healthy_start(stack: Stack) -> None:
+    assert_healthy(stack)
+
+
+def workers(container: str, unit: str) -> set[str]:
+    """PIDs of the processes the unit's main process started (its workers)."""
+    done = docker("exec", container, "pgrep", "-P", main_pid(container, unit), check=False)
+    return set(done.stdout.split())
+
+
+def reload_and_wait(container: str, unit: str) -> None:
+    """Reload `unit` as an operator would: the next reload after this one finished.
+
+    `systemctl reload` returns when haproxy and nginx have reloaded; gunicorn
+    (webapp) only gets a HUP, so wait until every worker has been replaced.
+    """
+    before = workers(container, unit)
+    docker("exec", container, "systemctl", "reload", unit)
+    if unit != "webapp":
+        time.sleep(0.3)
+        return
+    wait_for(
+        lambda: workers(container, unit),
+        timeout=60,
+        accept=lambda now: len(now) >= len(before) and not now & before,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "group"),
+    [
+        ("haproxy", "haproxy", "loadbalancers"),
+        ("nginx", "nginx", "webservers"),
+        pytest.param(
+            "gunicorn",
+            "webapp",
+            "webservers",
+            # Known defect, reported: under repeated HUPs the gunicorn 20.1.0
+            # master of Debian 12 can die in its SIGCHLD handler ("RuntimeError:
+            # reentrant call inside <_io.BufferedWriter name='<stderr>'>");
+            # systemd restarts it and requests fail meanwhile. Not strict: the
+            # crash is a race. Remove the mark once the gunicorn_app role avoids it.
+            marks=pytest.mark.xfail(reason="gunicorn 20.1.0 master dies on reloads", strict=False),
+        ),
+    ],
+    ids=["haproxy", "nginx", "gunicorn"],
+)
+def test_twenty_reloads_under_load_fail_no_request(
+    stack: Stack, report: Report, name: str, unit: str, group: str
+) -> None:
+    """Twenty reloads of one daemon, spread over the hosts that run it."""
+    hosts = [h.container for h in stack.group(group)]
+    masters = {h: main_pid(h, unit) for h in hosts}
+    with PatientTlsBackgroundBurst(
+        url(stack), count=8000, duration=180, interval=0.01, verify=False
+    ) as load:
+        for index in range(20):
+            reload_and_wait(hosts[index % len(hosts)], unit)
+    result = load.result
+    report(f"reload_{name}_requests", result.sent, "requests")
+    report(f"reload_{name}_failed", result.failed, "requests")
+    assert {h: main_pid(h, unit) for h in hosts} == masters, "a reload restarted the master"
+    assert result.sent > 100, result
+    assert result.failed == 0, result.errors
+
+
+def test_a_rolling_deploy_under_load_fails_no_request(stack: Stack, report: Report) -> None:
+    version = f"e2e-{uuid.uuid4().hex[:8]}"
+    with PatientTlsBackgroundBurst(
+        url(stack), count=30000, duration=400, interval=0.01, verify=False
+    ) as load:
+        outcome = ansible_playbook(
+            str(PLAYBOOKS / "deploy_app.yml"),
+            extra_vars={"gunicorn_app_version": version},
+            timeout=400,
+        )
+    assert outcome.rc == 0, (outcome.stdout + outcome.stderr)[-4000:]
+    result = load.result
+    report("deploy_requests", result.sent, "requests")
+    report("deploy_failed", result.failed, "requests")
+    assert result.sent > 100, result
+    assert result.failed == 0, result.errors
+    pages = [requests.get(url(stack), verify=False, timeout=10) for _ in range(4)]
+    assert all(f"(version {version})" in page.text for page in pages), [p.text for p in pages]
+
+
+def test_killing_a_web_server_under_load_fails_no_get(stack: Stack, report: Report) -> None:
+    victim, survivor = stack.group("webservers")[:2]
+    try:
+        with PatientTlsBackgroundBurst(
+            url(stack), count=6000, duration=120, interval=0.01, verify=False
+        ) as load:
+            time.sleep(1)
+            docker("kill", victim.container)
+            for lb in stack.group("loadbalancers"):
+                wait_for(
+                    partial(haproxy_server_status, lb.container, BACKEND, victim.name),
+                    timeout=30,
+                    accept=lambda s: s.startswith("DOWN"),
+                )
+            time.sleep(2)
+        result = load.result
+        report("kill_web_requests", result.sent, "requests")
+        report("kill_web_failed", result.failed, "requests")
+        assert result.sent > 100, result
+        assert result.failed == 0, result.errors
+        assert result.served_by.get(victim.name, 0) > 0, result.served_by
+        assert result.served_by.get(survivor.name, 0) > 0, result.served_by
+    finally:
+        restart(victim.container, "nginx", "webapp")
+    assert_healthy(stack)
+
+
+@pytest.fixture
+def probe_loop(probe: str, stack: Stack) -> Iterator[Callable[[float], subprocess.Popen[str]]]:
+    """Start PROBE_LOOP_SCRIPT in the probe: fresh HTTPS requests to the VIP."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(duration: float) -> subprocess.Popen[str]:
+        args = [stack.vip, "443", str(duration), "0.02", "0.5", "https"]
+        loop = subprocess.Popen(
+            ["docker", "exec", probe, "python3", "-c", PROBE_LOOP_SCRIPT, *args],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(loop)
+        return loop
+
+    yield start
+    for loop in started:
+        if loop.poll() is None:
+            loop.kill()
+
+
+def test_killing_the_master_load_balancer_moves_the_vip_within_a_second(
+    stack: Stack, report: Report, probe_loop: Callable[[float], subprocess.Popen[str]]
+) -> None:
+    master = vip_holders(stack)[0]
+    backup = next(lb.container for lb in stack.group("loadbalancers") if lb.container != master)
+    try:
+        loop = probe_loop(8)
+        time.sleep(2)
+        docker("kill", master)
+        samples = parse_probe_samples(loop.communicate(timeout=60)[0])
+        outage = longest_outage(samples)
+        failed = sum(1 for s in samples if not s.ok)
+        report("vip_outage", round(outage * 1000), "ms")
+        report("vip_failed_requests", failed, "requests")
+        report("vip_requests", len(samples), "requests")
+        assert len(samples) > 50, "the probe loop sent too few requests"
+        assert samples[-1].ok, samples[-5:]
+        assert outage < 1.0, f"outage of {outage:.3f} s through the VIP"
+        assert vip_holders(stack) == [backup]
+    finally:
+        restart(master, "keepalived", "haproxy")
+    assert_healthy(stack)
+
+
+class NoteWriter:
+    """POST notes through the VIP until stopped; bounded in count and time.
+
+    Records (start time, acknowledged) per attempt, and the acknowledged texts.
+    """
+
+    def __init__(self, stack: Stack, tag: str, count: int = 4000, duration: float = 420) -> None:
+        self.url = url(stack, "/api/notes")
+        self.tag = tag
+        self.count = count
+        self.duration = duration
+        self.attempts: list[tuple[float, bool]] = []
+        self.acked: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.duration
+        with requests.Session() as session:
+            for index in range(self.count):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+                text = f"{self.tag}-{index}"
+                started = time.time()
+                try:
+                    answer = session.post(self.url, json={"text": text}, verify=False, timeout=10)
+                    ok = answer.status_code == 201
+                except requests.RequestException:
+                    ok = False
+                self.attempts.append((started, ok))
+                if ok:
+                    self.acked.append(text)
+                time.sleep(0.05)
+
+    def __enter__(self) -> NoteWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_after_the_primary_is_killed_and_failed_over_no_acknowledged_write_is_lost(
+    stack: Stack, report: Report
+) -> None:
+    old = stack.one("db_primary")
+    replicas = stack.group("db_replicas")
+    assert replicas, "a failover needs a replica"
+    tag = f"failover-{uuid.uuid4().hex[:8]}"
+    with NoteWriter(stack, tag) as writer:
+        wait_for(lambda: len(writer.acked), timeout=60, accept=lambda n: n >= 20)
+        killed_at = time.time()
+        docker("kill", old.container)
+        outcome = ansible_playbook(
+            str(PLAYBOOKS / "db_failover.yml"),
+            extra_vars={
+                "db_failover_planned": False,
+                "db_failover_old_primary": old.name,
+                "db_failover_replicas": [r.name for r in replicas],
+            },
+            timeout=600,
+        )
+        assert outcome.rc == 0, (outcome.stdout + outcome.stderr)[-4000:]
+        wait_for(
+            lambda: time_to_recover(writer.attempts, killed_at),
+            timeout=120,
+            accept=lambda t: t is not None,
+        )
+        time.sleep(1)
+    recovery = time_to_recover(writer.attempts, killed_at)
+    assert recovery is not None
+    report("db_writes_back_after", round(recovery, 1), "s")
+    report("db_acknowledged_writes", len(writer.acked), "writes")
+    report("db_failed_writes", sum(1 for _, ok in writer.attempts if not ok), "writes")
+
+    primaries = [r for r in replicas if not mysql_replica_status(r.container)]
+    assert len(primaries) == 1, [r.name for r in primaries]
+    new = primaries[0]
+    stored = set(
+        mysql_sql(
+            new.container, f"SELECT body FROM webinfra.notes WHERE body LIKE '{tag}-%'"
+        ).split()
+    )
+    lost = [text for text in writer.acked if text not in stored]
+    report("db_lost_writes", len(lost), "writes")
+    assert lost == [], f"{len(lost)} acknowledged writes missing on {new.name}: {lost[:10]}"
+    after = requests.post(
+        url(stack, "/api/notes"), json={"text": f"{tag}-after"}, verify=False, timeout=10
+    )
+    assert after.status_code == 201, after.text
+    assert new.address in after.json()["written_to"], after.json()
