@@ -13,10 +13,10 @@ export WEBINFRA_IMAGE ?= $(or $(WEBINFRA_IMAGE_DEBIAN$(DISTRO)),webinfra/systemd
 SCENARIO ?= smoke
 
 .PHONY: help setup venv docker aptproxy images lint unit sanity build molecule converge verify \
-        test demo demo-down clean
+        test e2e demo demo-down clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 setup: venv docker aptproxy images ## Install everything the tests and the lab need
 
@@ -55,6 +55,9 @@ verify: venv ## Run the tests of a converged scenario: make verify SCENARIO=hapr
 
 test: setup ## Run every test: lint, unit, sanity, build, all molecule scenarios
 	@$(VENV)/bin/python tools/run_tests.py all
+
+e2e: venv ## End-to-end tests against the lab (make demo first; WEBINFRA_E2E_FAILURE=1 adds the failure tests)
+	$(VENV)/bin/pytest tests/e2e --target lab -v
 
 demo: setup ## Bring up the lab and deploy the whole stack into it
 	@$(VENV)/bin/python tools/lab.py up

@@ -6,18 +6,42 @@ address comes from the target's inventory.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
+import pytest
 import requests
 from webinfra_e2e import Stack, parse_listening, public_ports
 from webinfra_testlib import (
     alternates,
     docker,
+    fetch_pebble_root,
+    prometheus_query,
     prometheus_targets,
     reachable,
+    served_certificate,
+    sslyze_compliant,
+    sslyze_mozilla_intermediate,
     wait_for,
 )
+
+# Where playbooks/lab_acme.yml leaves the CA of pebble's own TLS certificate
+# on the acme host.
+ACME_SERVER_CA = "/etc/pebble/tls/ca.pem"
+
+
+@pytest.fixture(scope="module")
+def acme_root(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Pebble's issuing root, the trust anchor of the stack's certificate."""
+    assert stack.acme is not None, "the target's inventory has no acme host (the lab's CA)"
+    assert stack.domain, "the target's inventory sets no lab_domain"
+    folder = tmp_path_factory.mktemp("acme")
+    server_ca = folder / "server-ca.pem"
+    server_ca.write_text(
+        docker("exec", stack.acme.container, "cat", ACME_SERVER_CA).stdout, encoding="utf-8"
+    )
+    return fetch_pebble_root(stack.acme.address, str(server_ca), str(folder / "root.pem"))
 
 
 def holders_of_vip(stack: Stack) -> list[str]:
@@ -36,6 +60,23 @@ def test_https_through_the_virtual_ip_answers_with_hsts(stack: Stack) -> None:
     response = requests.get(f"https://{stack.vip}/", verify=False, timeout=10)
     assert response.status_code == 200
     assert "max-age=63072000" in response.headers["Strict-Transport-Security"]
+
+
+def test_the_certificate_comes_from_the_lab_acme_ca_on_every_path(
+    stack: Stack, acme_root: str
+) -> None:
+    """Valid for the domain against pebble's root: through the VIP and on
+    each load balancer, whichever holds the VIP later."""
+    through_vip = served_certificate(stack.vip, stack.domain, acme_root)
+    assert stack.domain in through_vip.subject_alt_names, through_vip
+    for lb in stack.group("loadbalancers"):
+        direct = served_certificate(lb.address, stack.domain, acme_root)
+        assert stack.domain in direct.subject_alt_names, (lb.name, direct)
+
+
+def test_sslyze_mozilla_intermediate_profile_passes(stack: Stack, acme_root: str) -> None:
+    outcome = sslyze_mozilla_intermediate(stack.domain, stack.vip, acme_root)
+    assert sslyze_compliant(outcome, stack.domain), outcome.stdout[-3000:] + outcome.stderr
 
 
 def test_http_answers_301_to_https(stack: Stack) -> None:
@@ -109,6 +150,26 @@ def test_every_prometheus_target_is_up(stack: Stack) -> None:
     )
     jobs = {str(t["labels"]["job"]) for t in found}
     assert {"node", "haproxy", "nginx", "mysqld"} <= jobs, jobs
+
+
+def test_the_health_probe_through_the_virtual_ip_succeeds_over_https(stack: Stack) -> None:
+    """The blackbox exporter reaches the app's health check through the VIP,
+    trusting the ACME CA, and knows when the certificate expires."""
+    base = f"http://{stack.one('monitoring').address}:9090"
+    selector = f'{{job="blackbox_http",instance=~"https://{stack.vip}/.*"}}'
+
+    def sample(metric: str) -> list[dict[str, Any]]:
+        return prometheus_query(base, metric + selector)
+
+    success = wait_for(
+        lambda: sample("probe_success"),
+        timeout=90,
+        interval=3,
+        accept=lambda found: bool(found) and all(r["value"][1] == "1" for r in found),
+    )
+    assert success, "no blackbox probe of the virtual IP over HTTPS"
+    expiry = sample("probe_ssl_earliest_cert_expiry")
+    assert expiry and float(expiry[0]["value"][1]) > time.time(), expiry
 
 
 def test_no_unit_failed_on_any_host(stack: Stack) -> None:

@@ -43,6 +43,10 @@ class Stack:
     vip: str
     inventory: str
     hosts: tuple[StackHost, ...]
+    # The lab's ACME CA (the `acme` group; not part of the stack) and the
+    # name its certificates are for (lab_domain); None / "" when absent.
+    acme: StackHost | None = None
+    domain: str = ""
 
     def group(self, name: str) -> list[StackHost]:
         return [h for h in self.hosts if name in h.groups]
@@ -101,7 +105,20 @@ def parse_stack(
         hosts.append(StackHost(name, container, str(address), member_of))
     if len(vips) != 1:
         raise LookupError(f"expected one lab_vip for the stack's hosts, found {sorted(vips)}")
-    return Stack(kind, network, vips.pop(), inventory_path, tuple(hosts))
+    acme: StackHost | None = None
+    for name in sorted(group_members(inventory, "acme"))[:1]:
+        variables = hostvars.get(name, {})
+        container = str(variables.get("ansible_host") or name)
+        address = (
+            variables.get("webinfra_address")
+            or variables.get("lab_acme_address")
+            or address_of.get(container)
+        )
+        if address:
+            acme = StackHost(name, container, str(address), frozenset({"acme"}))
+    domains = {str(v["lab_domain"]) for v in hostvars.values() if v.get("lab_domain")}
+    domain = domains.pop() if len(domains) == 1 else ""
+    return Stack(kind, network, vips.pop(), inventory_path, tuple(hosts), acme, domain)
 
 
 def public_ports(groups: frozenset[str]) -> set[int]:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -930,3 +931,46 @@ def https_get(
         return HttpsAnswer(response.status, headers, response.read())
     finally:
         connection.close()
+
+
+# --- the lab's ACME CA (pebble): its issuing root, and sslyze against it ------
+
+
+def fetch_pebble_root(acme_address: str, server_ca: str, dest: str, port: int = 15000) -> str:
+    """Write pebble's issuing root to `dest` and return its path.
+
+    Pebble makes a new root at every start, so it is fetched when needed,
+    from its management API, trusting `server_ca` (the CA of pebble's own
+    TLS certificate, made by playbooks/lab_acme.yml).
+    """
+    import requests
+
+    answer = requests.get(f"https://{acme_address}:{port}/roots/0", verify=server_ca, timeout=10)
+    answer.raise_for_status()
+    roots = pem_blocks(answer.text)
+    if len(roots) != 1:
+        raise ValueError(f"expected one root from pebble, got: {answer.text[:500]}")
+    with open(dest, "w", encoding="utf-8") as handle:
+        handle.write(roots[0])
+    return dest
+
+
+def sslyze_mozilla_intermediate(
+    server_name: str, address: str, ca_file: str, port: int = 443
+) -> RunOutcome:
+    """Run sslyze's Mozilla intermediate check against address:port by name."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "sslyze",
+            "--mozilla_config=intermediate",
+            f"--certinfo_ca_file={ca_file}",
+            f"{server_name}:{port}{{{address}}}",
+        ],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    return RunOutcome(done.returncode, done.stdout, done.stderr)
+
+
+def sslyze_compliant(outcome: RunOutcome, server_name: str, port: int = 443) -> bool:
+    """Whether sslyze reported the server compliant with the profile."""
+    return outcome.rc == 0 and f"{server_name}:{port}: OK - Compliant." in outcome.stdout

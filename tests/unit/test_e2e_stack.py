@@ -85,6 +85,32 @@ def test_the_lab_is_read_from_its_inventory_without_the_acme_host() -> None:
     assert stack.group("db_replicas") == []
 
 
+def test_the_acme_ca_and_the_domain_are_read_when_the_inventory_has_them() -> None:
+    with_domain: dict[str, Any] = {
+        **LAB,
+        "_meta": {
+            "hostvars": {
+                name: {**variables, "lab_domain": "www.webinfra.test"}
+                for name, variables in LAB["_meta"]["hostvars"].items()
+            }
+        },
+    }
+    stack = parse_stack(with_domain, kind="lab", inventory_path="inv", network="n", address_of={})
+    assert stack.acme is not None
+    assert (stack.acme.container, stack.acme.address) == ("webinfra-lab-acme", "172.31.250.5")
+    assert stack.domain == "www.webinfra.test"
+    assert "acme-01" not in [h.name for h in stack.hosts]
+
+
+def test_a_stack_without_a_ca_says_so_by_none() -> None:
+    addresses = {"webinfra-site-lb-01": "172.30.10.11", "webinfra-site-db-01": "172.30.10.31"}
+    stack = parse_stack(
+        SCENARIO, kind="scenario", inventory_path="inv", network="n", address_of=addresses
+    )
+    assert stack.acme is None
+    assert stack.domain == ""
+
+
 def test_a_scenario_takes_addresses_from_its_containers() -> None:
     addresses = {"webinfra-site-lb-01": "172.30.10.11", "webinfra-site-db-01": "172.30.10.31"}
     stack = parse_stack(

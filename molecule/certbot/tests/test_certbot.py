@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,11 +21,14 @@ from webinfra_testlib import (
     ServedCertificate,
     ansible_playbook,
     docker,
+    fetch_pebble_root,
     hsts_max_age,
     https_get,
     pem_blocks,
     play_recap,
     served_certificate,
+    sslyze_compliant,
+    sslyze_mozilla_intermediate,
     wait_for,
 )
 
@@ -54,13 +55,8 @@ def acme_server_ca() -> str:
 @pytest.fixture(scope="module")
 def pebble_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Pebble's issuing root, fetched now: pebble makes a new one at each start."""
-    answer = requests.get(f"https://{ACME_IP}:15000/roots/0", verify=acme_server_ca(), timeout=10)
-    answer.raise_for_status()
-    roots = pem_blocks(answer.text)
-    assert len(roots) == 1, answer.text
-    path = tmp_path_factory.mktemp("pebble") / "root.pem"
-    path.write_text(roots[0], encoding="utf-8")
-    return str(path)
+    dest = tmp_path_factory.mktemp("pebble") / "root.pem"
+    return fetch_pebble_root(ACME_IP, acme_server_ca(), str(dest))
 
 
 def holds_vip(container: str) -> bool:
@@ -191,17 +187,8 @@ def test_renewal_by_the_timer_service_changes_the_served_serial_hitlessly(
 
 
 def test_sslyze_mozilla_intermediate_passes(pebble_root: str) -> None:
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "sslyze",
-            "--mozilla_config=intermediate",
-            f"--certinfo_ca_file={pebble_root}",
-            f"{DOMAINS[0]}:443{{{VIP}}}",
-        ],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"{DOMAINS[0]}:443: OK - Compliant." in done.stdout, done.stdout
+    outcome = sslyze_mozilla_intermediate(DOMAINS[0], VIP, pebble_root)
+    assert sslyze_compliant(outcome, DOMAINS[0]), outcome.stdout + outcome.stderr
 
 
 def test_first_deploy_without_dns_keeps_the_self_signed_fallback_and_goes_on(

@@ -156,17 +156,9 @@ def reload_and_wait(container: str, unit: str) -> None:
     [
         ("haproxy", "haproxy", "loadbalancers"),
         ("nginx", "nginx", "webservers"),
-        pytest.param(
-            "gunicorn",
-            "webapp",
-            "webservers",
-            # Known defect, reported: under repeated HUPs the gunicorn 20.1.0
-            # master of Debian 12 can die in its SIGCHLD handler ("RuntimeError:
-            # reentrant call inside <_io.BufferedWriter name='<stderr>'>");
-            # systemd restarts it and requests fail meanwhile. Not strict: the
-            # crash is a race. Remove the mark once the gunicorn_app role avoids it.
-            marks=pytest.mark.xfail(reason="gunicorn 20.1.0 master dies on reloads", strict=False),
-        ),
+        # Reloaded by HUP (systemctl reload); the role runs gunicorn with an
+        # unbuffered stderr so that its master survives HUPs in a row.
+        ("gunicorn", "webapp", "webservers"),
     ],
     ids=["haproxy", "nginx", "gunicorn"],
 )
