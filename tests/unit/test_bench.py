@@ -12,9 +12,9 @@ from tools.bench import (
     Target,
     evaluate_targets,
     figures_of,
+    memory_in_use,
     parse_count,
     parse_duration_ms,
-    parse_memory,
     parse_probe,
     parse_wrk,
     percentile,
@@ -93,12 +93,11 @@ def test_ratio_guards_zero() -> None:
     assert math.isnan(ratio(1.0, 0.0))
 
 
-def test_parse_memory() -> None:
-    assert parse_memory("512MiB / 23.4GiB") == 512 * 1024**2
-    assert parse_memory("1.5GiB / 23GiB") == pytest.approx(1.5 * 1024**3)
-    assert parse_memory("900KiB / 1GiB") == 900 * 1024
-    with pytest.raises(ValueError):
-        parse_memory("-- / --")
+def test_memory_in_use_leaves_out_inactive_page_cache() -> None:
+    stat_v1 = "cache 100\ntotal_rss 700\ntotal_inactive_file 300\n"
+    assert memory_in_use(1000, stat_v1) == 700
+    assert memory_in_use(1000, "anon 600\ninactive_file 250\n") == 750  # cgroup v2
+    assert memory_in_use(1000, "") == 1000
 
 
 def test_target_verdicts_say_by_how_much() -> None:
@@ -193,6 +192,7 @@ def test_parse_probe_and_timeline_summary() -> None:
     assert [s.t for s in samples] == [10.0, 10.2, 10.4, 10.6, 10.8]
     summary = timeline_summary(samples)
     assert summary["requests"] == 5
+    assert summary["achieved_rate"] == pytest.approx(5 / 0.8)
     assert summary["failed"] == 2
     assert summary["max_ms"] == 6.0
     assert summary["longest_failing_s"] == pytest.approx(0.25)  # 10.4 -> 10.6 + 50 ms
