@@ -1,0 +1,199 @@
+"""Unit tests of the benchmark's pure logic (tools/bench.py); no container."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tools.bench import (
+    ProbeSample,
+    Target,
+    evaluate_targets,
+    figures_of,
+    memory_in_use,
+    parse_count,
+    parse_duration_ms,
+    parse_probe,
+    parse_wrk,
+    percentile,
+    ratio,
+    render_markdown,
+    timeline_summary,
+)
+
+WRK_OUTPUT = """Running 15s test @ https://172.31.250.10/
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    12.34ms    5.67ms 210.00ms   90.12%
+    Req/Sec   650.12     80.00     1.01k    70.00%
+  Latency Distribution
+     50%   11.20ms
+     75%   14.00ms
+     90%  850.00us
+     99%    1.02s
+  19456 requests in 15.01s, 4.50MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 7
+Requests/sec:   1296.20
+Transfer/sec:    307.00KB
+"""
+
+
+def test_parse_duration_units() -> None:
+    assert parse_duration_ms("850.00us") == pytest.approx(0.85)
+    assert parse_duration_ms("11.20ms") == pytest.approx(11.2)
+    assert parse_duration_ms("1.02s") == pytest.approx(1020.0)
+    assert parse_duration_ms("1.50m") == pytest.approx(90000.0)
+    with pytest.raises(ValueError, match="not a wrk duration"):
+        parse_duration_ms("12 parsecs")
+
+
+def test_parse_count_units() -> None:
+    assert parse_count("1.01k") == pytest.approx(1010.0)
+    assert parse_count("650.12") == pytest.approx(650.12)
+    assert parse_count("2M") == pytest.approx(2e6)
+
+
+def test_parse_wrk_reads_rate_percentiles_and_errors() -> None:
+    result = parse_wrk(WRK_OUTPUT)
+    assert result.requests == 19456
+    assert result.seconds == pytest.approx(15.01)
+    assert result.rps == pytest.approx(1296.2)
+    assert result.latency_ms == pytest.approx({"50": 11.2, "75": 14.0, "90": 0.85, "99": 1020.0})
+    assert result.socket_errors == 5
+    assert result.non_2xx_3xx == 7
+    assert result.failed == 12
+
+
+def test_parse_wrk_without_errors_counts_zero() -> None:
+    text = WRK_OUTPUT.replace("  Socket errors: connect 0, read 2, write 0, timeout 3\n", "")
+    text = text.replace("  Non-2xx or 3xx responses: 7\n", "")
+    assert parse_wrk(text).failed == 0
+
+
+def test_parse_wrk_refuses_output_without_latency_distribution() -> None:
+    text = "\n".join(line for line in WRK_OUTPUT.splitlines() if "%   " not in line)
+    with pytest.raises(ValueError, match="--latency"):
+        parse_wrk(text)
+    with pytest.raises(ValueError, match="no wrk summary"):
+        parse_wrk("unable to connect to 172.31.250.10:443 Connection refused")
+
+
+def test_percentile_interpolates() -> None:
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == pytest.approx(2.5)
+    assert percentile([1.0, 2.0, 3.0], 100) == 3.0
+    assert percentile([5.0], 99) == 5.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_ratio_guards_zero() -> None:
+    assert ratio(3.0, 4.0) == 0.75
+    assert math.isnan(ratio(1.0, 0.0))
+
+
+def test_memory_in_use_leaves_out_inactive_page_cache() -> None:
+    stat_v1 = "cache 100\ntotal_rss 700\ntotal_inactive_file 300\n"
+    assert memory_in_use(1000, stat_v1) == 700
+    assert memory_in_use(1000, "anon 600\ninactive_file 250\n") == 750  # cgroup v2
+    assert memory_in_use(1000, "") == 1000
+
+
+def test_target_verdicts_say_by_how_much() -> None:
+    assert Target("t", 0.8, 0.75, True).verdict == "met"
+    missed = Target("t", 0.6, 0.75, True)
+    assert not missed.met
+    assert missed.verdict == "MISSED by 0.15x (20% of the target)"
+    assert Target("t", 3.0, 2.0, False).verdict == "MISSED by 1x (50% of the target)"
+    assert Target("t", math.nan, 2.0, False).verdict == "not measured"
+    assert not Target("t", math.nan, 2.0, False).met
+
+
+def test_evaluate_targets_uses_each_figure() -> None:
+    figures = {
+        "ratio_vip_to_nginx": 0.5,
+        "ratio_p99_half_vip_to_nginx": 1.5,
+        "ratio_vip_to_stock": 2.0,
+        "ratio_rerun_to_converge": 0.3,
+        "lab_memory_bytes": 3 * 1024**3,
+    }
+    verdicts = [t.met for t in evaluate_targets(figures)]
+    assert verdicts == [False, True, True, False, True]
+    assert [t.measured for t in evaluate_targets({})] == [False] * 5
+
+
+def _report(vip_rps: float) -> dict[str, object]:
+    def path(rps: float, p99_half: float) -> dict[str, object]:
+        latency = {"50": 1.0, "75": 2.0, "90": 3.0, "99": 4.0}
+        return {
+            "label": "x",
+            "peak": {"rps": rps, "latency_ms": latency, "socket_errors": 0, "non_2xx_3xx": 0},
+            "half": {"rps": rps / 2, "latency_ms": {**latency, "99": p99_half}},
+        }
+
+    return {
+        "paths": {"gunicorn": path(1000, 2), "nginx": path(800, 3), "vip": path(vip_rps, 9)},
+        "converge": {"converge_s": 400.0, "rerun_s": 80.0, "create_s": 20.0, "rerun_changed": 0},
+        "memory": {"lab_bytes": 2.0 * 1024**3, "bench_bytes": 1e7, "containers": {}},
+    }
+
+
+def test_figures_of_a_report() -> None:
+    figures = figures_of(_report(400))
+    assert figures["ratio_vip_to_gunicorn"] == pytest.approx(0.4)
+    assert figures["ratio_vip_to_nginx"] == pytest.approx(0.5)
+    assert figures["ratio_nginx_to_gunicorn"] == pytest.approx(0.8)
+    assert figures["ratio_p99_half_vip_to_nginx"] == pytest.approx(3.0)
+    assert figures["ratio_rerun_to_converge"] == pytest.approx(0.2)
+    assert math.isnan(figures["ratio_vip_to_stock"])
+
+
+def test_render_markdown_reports_missed_targets() -> None:
+    report = _report(400)
+    report.update(
+        started="2026-11-26T08:00:00+00:00",
+        machine={
+            "git_commit": "abc1234",
+            "cpu_model": "Test CPU",
+            "cpu_count": 2,
+            "memory_gib": 24.0,
+            "kernel": "6.1",
+            "loadavg_before": ["1.0", "1.0", "1.0"],
+            "containers_running": 3,
+        },
+        wrk={"threads": 2, "connections": 16, "duration": 15, "rounds": 2},
+        not_measured=["the stock stack"],
+    )
+    targets = evaluate_targets(figures_of(report))
+    report["targets"] = [
+        {"name": t.name, "value": t.value, "limit": t.limit,
+         "higher_is_better": t.higher_is_better, "verdict": t.verdict}
+        for t in targets
+    ]  # fmt: skip
+    text = render_markdown(report)
+    assert "Test CPU x 2" in text
+    assert "MISSED by 0.25x" in text  # 0.5 against 0.75
+    assert "| one gunicorn" not in text  # labels come from the report
+    assert "- the stock stack" in text
+    assert "not measured" in text  # the stock ratio
+
+
+def test_parse_probe_and_timeline_summary() -> None:
+    lines = [
+        {"t": 10.2, "ms": 5.0, "status": 200, "error": ""},
+        {"t": 10.0, "ms": 4.0, "status": 200, "error": ""},
+        {"t": 10.4, "ms": 100.0, "status": 0, "error": "ConnectionRefusedError"},
+        {"t": 10.6, "ms": 50.0, "status": 503, "error": ""},
+        {"t": 10.8, "ms": 6.0, "status": 200, "error": ""},
+    ]
+    text = "noise\n" + "\n".join(json.dumps(line) for line in lines) + "\n"
+    samples = parse_probe(text)
+    assert [s.t for s in samples] == [10.0, 10.2, 10.4, 10.6, 10.8]
+    summary = timeline_summary(samples)
+    assert summary["requests"] == 5
+    assert summary["achieved_rate"] == pytest.approx(5 / 0.8)
+    assert summary["failed"] == 2
+    assert summary["max_ms"] == 6.0
+    assert summary["longest_failing_s"] == pytest.approx(0.25)  # 10.4 -> 10.6 + 50 ms
+    assert ProbeSample(0, 1, 301, "").ok
