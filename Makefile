@@ -13,7 +13,7 @@ export WEBINFRA_IMAGE ?= $(or $(WEBINFRA_IMAGE_DEBIAN$(DISTRO)),webinfra/systemd
 SCENARIO ?= smoke
 
 .PHONY: help setup venv docker aptproxy images lint unit sanity build molecule converge verify \
-        test e2e demo demo-down clean
+        test e2e demo demo-down bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ demo: setup ## Bring up the lab and deploy the whole stack into it
 
 demo-down: venv ## Remove the lab's containers and network
 	@$(VENV)/bin/python tools/lab.py down
+
+bench: setup ## Benchmark the lab (paths, converge, memory, failures); report in .cache/bench/
+	@$(VENV)/bin/python tools/bench.py $(BENCH_ARGS)
 
 clean: demo-down ## Remove the lab, build artefacts and the virtualenv
 	rm -rf $(VENV) .cache *.tar.gz
