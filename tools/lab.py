@@ -30,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "inventory" / "lab"
 VENV_BIN = ROOT / ".venv" / "bin"
 LABEL = "webinfra.lab"
+# apt-cacher-ng on this machine (scripts/setup-apt-proxy.sh), as the molecule
+# scenarios use it: repeated demos fetch each package once.
+APT_PROXY_PORT = 3142
+APT_PROXY_CONF = "/etc/apt/apt.conf.d/01webinfra-lab-proxy"
 # Lab-only playbooks, run before site.yml when they exist: the lab's ACME
 # certificate authority must answer before the certbot role asks it.
 LAB_PLAYBOOKS = ("playbooks/lab_acme.yml",)
@@ -264,6 +268,29 @@ def ensure_hosts(lab: Lab) -> None:
             docker(*run_args(lab, host, image))
     for host in lab.hosts:
         wait_booted(host)
+    if apt_proxy_wanted():
+        print("    apt in every host goes through the host's caching proxy (port 3142)")
+        for host in lab.hosts:
+            use_apt_proxy(host)
+
+
+def apt_proxy_wanted() -> bool:
+    """The caching apt proxy of `make setup` answers, and the user did not opt out."""
+    if os.environ.get("WEBINFRA_APT_PROXY", "on") == "off":
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", APT_PROXY_PORT)) == 0
+
+
+def use_apt_proxy(host: LabHost) -> None:
+    """Point the host's apt at the proxy on its network's gateway (the Docker host)."""
+    script = (
+        "gw=$(ip route show default | awk '{print $3; exit}') && "
+        f'printf \'Acquire::http::Proxy "http://%s:{APT_PROXY_PORT}";\\n\' "$gw" '
+        f"> {APT_PROXY_CONF}"
+    )
+    docker("exec", host.container, "sh", "-c", script)
 
 
 def wait_booted(host: LabHost, timeout: float = 120.0) -> None:

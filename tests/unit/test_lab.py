@@ -10,6 +10,7 @@ from tools.lab import (
     Lab,
     LabError,
     LabHost,
+    apt_proxy_wanted,
     expand_env,
     host_port,
     load_lab,
@@ -81,3 +82,25 @@ def test_an_address_outside_the_subnet_is_refused() -> None:
         LabError, match=r"web-01: webinfra_address must be an address in 10\.9\.0\.0/24"
     ):
         parse_inventory(data)
+
+
+def test_the_apt_proxy_is_skipped_when_the_user_opts_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBINFRA_APT_PROXY", "off")
+    assert apt_proxy_wanted() is False
+
+
+def test_the_apt_proxy_is_used_only_when_it_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEBINFRA_APT_PROXY", raising=False)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        monkeypatch.setattr("tools.lab.APT_PROXY_PORT", listener.getsockname()[1])
+        assert apt_proxy_wanted() is True
+    monkeypatch.setattr("tools.lab.APT_PROXY_PORT", free_port())
+    assert apt_proxy_wanted() is False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
