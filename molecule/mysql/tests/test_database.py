@@ -20,6 +20,7 @@ import pytest
 import yaml
 from mysql_plays import SCENARIO, scenario_plays
 from webinfra_testlib import (
+    RunOutcome,
     ansible_playbook,
     docker,
     mysql_replica_status,
@@ -226,29 +227,67 @@ def test_a_stopped_replica_catches_up_with_nothing_missing() -> None:
 # --- a wrong variable stops the play before any change --------------------
 
 
+def scenario_secrets() -> dict[str, Any]:
+    secrets: dict[str, Any] = yaml.safe_load(
+        (SCENARIO / "vars" / "secrets.yml").read_text(encoding="utf-8")
+    )
+    return secrets
+
+
+def deploy_databases(
+    secrets: dict[str, Any],
+    extra_vars: dict[str, Any] | None = None,
+    add: dict[str, list[str]] | None = None,
+) -> RunOutcome:
+    """Run playbooks/databases.yml with the scenario's settings and `secrets`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        secrets_file = Path(tmp) / "secrets.yml"
+        secrets_file.write_text(yaml.safe_dump(secrets), encoding="utf-8")
+        plays = scenario_plays("databases.yml", secrets_file=secrets_file, add=add)
+        playbook = Path(tmp) / "deploy.yml"
+        playbook.write_text(yaml.safe_dump(plays, sort_keys=False), encoding="utf-8")
+        os.environ["ANSIBLE_NOCOLOR"] = "1"
+        os.environ["ANSIBLE_FORCE_COLOR"] = "0"
+        return ansible_playbook(str(playbook), extra_vars=extra_vars, timeout=600)
+
+
+def test_a_rotated_replication_password_reaches_the_running_replicas() -> None:
+    """The primary's account and every replica's connection change together;
+    replication goes on (a replica would otherwise fail at its next reconnect)."""
+    rotated = {**scenario_secrets(), "mysql_primary_replication_password": uuid.uuid4().hex}
+    try:
+        outcome = deploy_databases(rotated)
+        assert outcome.rc == 0, (outcome.stdout + outcome.stderr)[-4000:]
+        for replica in REPLICAS:
+            # A new connection must authenticate with the new password.
+            docker("exec", replica, "mariadb", "-e", "STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")
+        token = f"rotated-{uuid.uuid4().hex[:8]}"
+        sql(PRIMARY, f"INSERT INTO app.probe (token) VALUES ('{token}')")
+        wait_in_sync("app.probe")
+        for replica in REPLICAS:
+            status = replica_status(replica)
+            assert status["Slave_IO_Running"] == "Yes", status
+    finally:
+        restored = deploy_databases(scenario_secrets())
+    assert restored.rc == 0, (restored.stdout + restored.stderr)[-4000:]
+    wait_in_sync("app.probe")
+
+
 def _run_with(
     extra_vars: dict[str, Any] | None = None,
     drop_secret: str | None = None,
     extra_primary: str | None = None,
 ) -> tuple[int, str]:
     """Run the scenario's deployment with one thing wrong; return rc and output."""
-    secrets = yaml.safe_load((SCENARIO / "vars" / "secrets.yml").read_text(encoding="utf-8"))
+    secrets = scenario_secrets()
     if drop_secret:
         secrets.pop(drop_secret)
         # Whatever derived from it must not bring it back.
         secrets = {k: v for k, v in secrets.items() if drop_secret not in str(v)}
-    with tempfile.TemporaryDirectory() as tmp:
-        secrets_file = Path(tmp) / "secrets.yml"
-        secrets_file.write_text(yaml.safe_dump(secrets), encoding="utf-8")
-        add = {extra_primary: ["db_primary"]} if extra_primary else None
-        plays = scenario_plays("databases.yml", secrets_file=secrets_file, add=add)
-        playbook = Path(tmp) / "deploy.yml"
-        playbook.write_text(yaml.safe_dump(plays, sort_keys=False), encoding="utf-8")
-        os.environ["ANSIBLE_NOCOLOR"] = "1"
-        os.environ["ANSIBLE_FORCE_COLOR"] = "0"
-        checksum_before = docker("exec", PRIMARY, "sha256sum", CONFIG).stdout
-        outcome = ansible_playbook(str(playbook), extra_vars=extra_vars, timeout=600)
-        checksum_after = docker("exec", PRIMARY, "sha256sum", CONFIG).stdout
+    add = {extra_primary: ["db_primary"]} if extra_primary else None
+    checksum_before = docker("exec", PRIMARY, "sha256sum", CONFIG).stdout
+    outcome = deploy_databases(secrets, extra_vars=extra_vars, add=add)
+    checksum_after = docker("exec", PRIMARY, "sha256sum", CONFIG).stdout
     output = outcome.stdout + outcome.stderr
     assert checksum_after == checksum_before, "the server configuration changed"
     recap = play_recap(outcome.stdout)
