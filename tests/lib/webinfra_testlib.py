@@ -270,6 +270,23 @@ def alternates(sequence: list[str]) -> bool:
     return all(a != b for a, b in itertools.pairwise(sequence))
 
 
+def alternating_sample(sample: Callable[[], list[str]], attempts: int = 5) -> list[str]:
+    """The first of up to `attempts` samples (X-Served-By values) that alternates.
+
+    Other clients of the same load balancer take turns in its round robin
+    too (the monitoring host probes the application through the virtual IP),
+    so one sample may show a server twice in a row; a round robin that is
+    broken never alternates. Raises AssertionError with every sample.
+    """
+    samples: list[list[str]] = []
+    for _ in range(attempts):
+        seen = sample()
+        if alternates(seen):
+            return seen
+        samples.append(seen)
+    raise AssertionError(f"none of {attempts} samples alternated: {samples}")
+
+
 def patient_tls_burst(url: str, **kwargs: Any) -> BurstResult:
     """burst() by a client that waits as long as a browser would (60 s a request).
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from webinfra_testlib import alternates, parse_haproxy_stat
+import pytest
+from webinfra_testlib import alternates, alternating_sample, parse_haproxy_stat
 
 SHOW_STAT = """\
 # pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,\
@@ -32,3 +33,20 @@ def test_alternates_needs_two_values_never_repeated() -> None:
     assert not alternates(["a", "a", "b"])
     assert not alternates(["a", "a"])
     assert not alternates([])
+
+
+def test_alternating_sample_takes_the_first_sample_that_alternates() -> None:
+    samples = iter([["a", "a", "b"], ["a", "b", "a"], ["b", "b"]])
+    assert alternating_sample(lambda: next(samples)) == ["a", "b", "a"]
+
+
+def test_alternating_sample_fails_when_no_sample_alternates() -> None:
+    calls: list[int] = []
+
+    def stuck() -> list[str]:
+        calls.append(1)
+        return ["a", "a", "b"]
+
+    with pytest.raises(AssertionError, match="none of 3 samples alternated"):
+        alternating_sample(stuck, attempts=3)
+    assert len(calls) == 3
