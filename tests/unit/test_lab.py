@@ -10,6 +10,7 @@ from tools.lab import (
     Lab,
     LabError,
     LabHost,
+    ansible_env,
     apt_proxy_wanted,
     expand_env,
     host_port,
@@ -104,3 +105,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_lab_ansible_runs_pipeline_with_ten_forks() -> None:
+    env = ansible_env({"PATH": "/usr/bin"})
+    assert env["ANSIBLE_PIPELINING"] == "True"
+    assert env["ANSIBLE_FORKS"] == "10"
+    assert env["PATH"].endswith("/usr/bin") and env["PATH"] != "/usr/bin"
+
+
+def test_a_users_own_ansible_settings_win() -> None:
+    env = ansible_env({"ANSIBLE_PIPELINING": "False", "ANSIBLE_FORKS": "3"})
+    assert env["ANSIBLE_PIPELINING"] == "False"
+    assert env["ANSIBLE_FORKS"] == "3"
