@@ -3,11 +3,15 @@
     python tools/lab.py up      # create what is missing, deploy site.yml, print the summary
     python tools/lab.py status  # print the summary of a running lab
     python tools/lab.py down    # remove the lab's containers and network
+    python tools/lab.py up --overlay more.yml   # the lab plus the hosts of more.yml
 
 inventory/lab/hosts.yml is the single source of truth: every host in it
 becomes a container named after its `ansible_host`, with its
 `webinfra_address` on the `lab_network` (`lab_subnet`). Running `up` again
-on a live lab converges again without recreating containers.
+on a live lab converges again without recreating containers. An overlay
+inventory (`--overlay`, see `overlay_inventory`) adds hosts without
+changing inventory/lab; every lab container, an overlay's too, carries the
+label webinfra.lab, so `down` removes them all.
 """
 
 from __future__ import annotations
@@ -126,9 +130,44 @@ def parse_inventory(data: dict[str, Any], env: dict[str, str] | None = None) -> 
     return Lab(sample["lab_network"], str(subnet), sample["lab_vip"], tuple(hosts))
 
 
-def load_lab() -> Lab:
+def inventory_args(overlays: Sequence[Path] = ()) -> list[str]:
+    """`-i` options for the lab inventory and then each overlay (later ones win)."""
+    args = ["-i", str(INVENTORY)]
+    for overlay in overlays:
+        args += ["-i", str(overlay)]
+    return args
+
+
+def overlay_inventory(
+    group: str, hosts: Sequence[tuple[str, str]], lab_dir: Path = ROOT / ".lab"
+) -> dict[str, Any]:
+    """An inventory that adds `hosts` ((name, address) pairs) to `group` of the lab.
+
+    Each host gets the lab's container naming and an explicit `lab_dir`: the
+    lab's own is relative to `inventory_dir`, which for a host of the overlay
+    is the overlay's directory, and every host must read the same secrets.
+    """
+    return {
+        "all": {
+            "children": {
+                group: {
+                    "hosts": {
+                        name: {
+                            "ansible_host": f"webinfra-lab-{name}",
+                            "webinfra_address": address,
+                            "lab_dir": str(lab_dir),
+                        }
+                        for name, address in hosts
+                    }
+                }
+            }
+        }
+    }
+
+
+def load_lab(overlays: Sequence[Path] = ()) -> Lab:
     out = subprocess.run(
-        [tool("ansible-inventory"), "-i", str(INVENTORY), "--list"],
+        [tool("ansible-inventory"), *inventory_args(overlays), "--list"],
         capture_output=True,
         text=True,
         check=False,
@@ -311,12 +350,17 @@ def wait_booted(host: LabHost, timeout: float = 120.0) -> None:
     raise LabError(f"systemd did not finish booting in {host.container} within {timeout:.0f} s")
 
 
-def deploy() -> None:
-    playbooks = [p for p in LAB_PLAYBOOKS if (ROOT / p).is_file()] + ["playbooks/site.yml"]
-    for playbook in playbooks:
-        print(f"==> ansible-playbook -i inventory/lab {playbook}", flush=True)
+def lab_playbooks() -> list[str]:
+    """The lab-only playbooks that exist, run before site.yml."""
+    return [p for p in LAB_PLAYBOOKS if (ROOT / p).is_file()]
+
+
+def deploy(overlays: Sequence[Path] = ()) -> None:
+    for playbook in [*lab_playbooks(), "playbooks/site.yml"]:
+        shown = " ".join(f"-i {o}" for o in overlays)
+        print(f"==> ansible-playbook -i inventory/lab {shown} {playbook}", flush=True)
         done = subprocess.run(
-            [tool("ansible-playbook"), "-i", str(INVENTORY), playbook],
+            [tool("ansible-playbook"), *inventory_args(overlays), playbook],
             cwd=ROOT,
             env=ansible_env(),
             check=False,
@@ -379,15 +423,15 @@ def summary(lab: Lab) -> str:
     return "\n".join(lines)
 
 
-def up() -> None:
-    lab = load_lab()
+def up(overlays: Sequence[Path] = ()) -> None:
+    lab = load_lab(overlays)
     print("==> Checking the prerequisites", flush=True)
     preflight(lab)
     print(f"==> Network {lab.network} ({lab.subnet})", flush=True)
     ensure_network(lab)
     print("==> Containers", flush=True)
     ensure_hosts(lab)
-    deploy()
+    deploy(overlays)
     print(summary(lab))
 
 
@@ -405,14 +449,21 @@ def down() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--overlay",
+        type=Path,
+        action="append",
+        default=[],
+        help="an extra inventory with more lab hosts (up, status; repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "up":
-            up()
+            up(args.overlay)
         elif args.action == "down":
             down()
         else:
-            print(summary(load_lab()))
+            print(summary(load_lab(args.overlay)))
     except LabError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1

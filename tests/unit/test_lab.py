@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 
 import pytest
 
 from tools.lab import (
+    INVENTORY,
+    LABEL,
+    ROOT,
     Lab,
     LabError,
     LabHost,
@@ -14,7 +19,9 @@ from tools.lab import (
     apt_proxy_wanted,
     expand_env,
     host_port,
+    inventory_args,
     load_lab,
+    overlay_inventory,
     parse_inventory,
     port_in_use,
     run_args,
@@ -118,3 +125,31 @@ def test_a_users_own_ansible_settings_win() -> None:
     env = ansible_env({"ANSIBLE_PIPELINING": "False", "ANSIBLE_FORKS": "3"})
     assert env["ANSIBLE_PIPELINING"] == "False"
     assert env["ANSIBLE_FORKS"] == "3"
+
+
+def test_an_overlay_adds_hosts_to_a_group_with_the_lab_naming() -> None:
+    data = overlay_inventory("webservers", [("web-03", "10.9.0.23")], Path("/x/.lab"))
+    host = data["all"]["children"]["webservers"]["hosts"]["web-03"]
+    assert host == {
+        "ansible_host": "webinfra-lab-web-03",
+        "webinfra_address": "10.9.0.23",
+        "lab_dir": "/x/.lab",
+    }
+    assert inventory_args([Path("/o.yml")]) == ["-i", str(INVENTORY), "-i", "/o.yml"]
+
+
+def test_the_lab_with_an_overlay_has_the_extra_web_servers(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yml"
+    hosts = [("web-03", "172.31.250.23"), ("web-04", "172.31.250.24")]
+    overlay.write_text(json.dumps(overlay_inventory("webservers", hosts)))
+    lab = load_lab([overlay])
+    webs = [h for h in lab.hosts if "webservers" in h.groups]
+    assert [h.name for h in webs] == ["web-01", "web-02", "web-03", "web-04"]
+    web3 = lab.host("web-03")
+    assert (web3.container, web3.address) == ("webinfra-lab-web-03", "172.31.250.23")
+    assert lab.network == "webinfra-lab"  # the lab's own variables reach the extra hosts
+    # Labelled like every lab host, so `make demo-down` removes it after an interruption.
+    args = run_args(lab, web3, "img")
+    assert args[args.index("--label") + 1] == f"{LABEL}=1"
+    assert overlay_inventory("g", [])["all"]["children"]["g"]["hosts"] == {}
+    assert str(ROOT / ".lab") == str(INVENTORY.parent.parent / ".lab")
