@@ -1,28 +1,42 @@
 """`make bench`: measure the lab and write a report (markdown, JSON, PNG plots).
 
-    python tools/bench.py [--converge full|rerun|none] [--skip-stock] [--skip-failures]
+    python tools/bench.py [--converge full|rerun|none] [--no-scale] [--skip-stock]
+                          [--skip-failures | --failures all|KEY,KEY]
 
 Phases, in this order (each one optional except the throughput one):
 
-1. converge: `make demo-down`, then create the lab's containers (timed on
-   its own), run playbooks/site.yml from bare containers (timed), and run it
-   again (the idempotent re-run, timed, must report changed=0);
-2. throughput: wrk (Debian's 4.1.0) in a bench client container on the lab
+1. scale (with --converge full, unless --no-scale): `make demo-down`, then
+   the lab plus web-03 and web-04 (an inventory overlay written into the
+   output directory, inventory/lab unchanged): containers created (timed),
+   the lab's ACME CA, then site.yml from bare containers (timed); then that
+   lab is removed, whatever happens;
+2. converge (--converge full): the same with the lab as inventory/lab
+   describes it (2 web servers), then site.yml again (the idempotent re-run,
+   timed, must report changed=0); the 4 / 2 web servers converge ratio;
+3. throughput: wrk (Debian's 4.1.0) in a bench client container on the lab
    network, side by side with the same connections and duration against
    (a) one gunicorn straight (a TCP listener the bench adds to web-01's
    gunicorn socket unit for the run), (b) nginx on web-01, (c) https://VIP
    through HAProxy + TLS + nginx; peak rate and latency percentiles, then the
    p99 at half of each path's peak (wrk paced by a Lua script); the lab's
    memory (cgroups, as docker stats counts it) is sampled under the HTTPS load;
-3. failures: an open-loop fixed-rate probe (tools/bench_probe.py, in the
+4. failures: an open-loop fixed-rate probe (tools/bench_probe.py, in the
    client) records every request's latency while the bench kills web-01,
    kills the MASTER load balancer, reloads haproxy/nginx/gunicorn 20 times
-   and runs deploy_app.yml; one PNG timeline per failure.
+   and runs deploy_app.yml; last, a write probe (POST /api/notes, each note
+   unique) runs while the bench kills the database primary and runs
+   db_failover.yml, then reads every acknowledged note back on the promoted
+   replica. One PNG timeline per failure. The database failover leaves the
+   lab on the promoted replica (the bench says so; `make demo-down demo`
+   restores it).
 
 Every lab change the bench makes for a measurement (a ufw rule and the TCP
 listener on web-01) is reverted in a finally block, and every bench
 container (label webinfra.scenario=bench) is removed at the end, also on
-failure. Output: .cache/bench/<UTC timestamp>/report.{md,json} and *.png.
+failure. Output: .cache/bench/<UTC timestamp>/report.{md,json}, *.png and
+the output of every ansible-playbook run (ansible-*.log; with
+ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks they hold the task
+timings).
 """
 
 from __future__ import annotations
@@ -253,10 +267,16 @@ class ProbeSample:
     ms: float
     status: int
     error: str
+    text: str = ""  # the note a write probe (--post) sent
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 400
+
+    @property
+    def acknowledged(self) -> bool:
+        """A write the application confirmed (2xx)."""
+        return 200 <= self.status < 300
 
 
 def parse_probe(text: str) -> list[ProbeSample]:
@@ -269,7 +289,11 @@ def parse_probe(text: str) -> list[ProbeSample]:
         data = json.loads(line)
         samples.append(
             ProbeSample(
-                float(data["t"]), float(data["ms"]), int(data["status"]), str(data["error"])
+                float(data["t"]),
+                float(data["ms"]),
+                int(data["status"]),
+                str(data["error"]),
+                str(data.get("text", "")),
             )
         )
     return sorted(samples, key=lambda s: s.t)
@@ -296,6 +320,45 @@ def timeline_summary(samples: Sequence[ProbeSample]) -> dict[str, float]:
         "max_ms": max(latencies) if latencies else math.nan,
         "longest_failing_s": longest,
     }
+
+
+def write_outage(samples: Sequence[ProbeSample], since: float) -> dict[str, float]:
+    """When writes failed after `since` (the kill) and when they succeeded again.
+
+    `back_s`: from the first failed write started at or after `since` to the
+    first acknowledged write started after it; `steady_s`: to the first
+    acknowledged write started after the last failed one (the same unless
+    writes flickered). nan where there is no such write.
+    """
+    nan = math.nan
+    after = [s for s in samples if s.t >= since]
+    failed = [s for s in after if not s.acknowledged]
+    if not failed:
+        return {"first_failed_at": nan, "back_s": 0.0 if after else nan, "steady_s": 0.0}
+    first, last = failed[0].t, failed[-1].t
+    back = next((s.t for s in after if s.acknowledged and s.t > first), nan)
+    steady = next((s.t for s in after if s.acknowledged and s.t > last), nan)
+    return {"first_failed_at": first, "back_s": back - first, "steady_s": steady - first}
+
+
+def lost_writes(samples: Sequence[ProbeSample], stored: Sequence[str]) -> list[str]:
+    """The acknowledged notes that the database does not hold, in write order."""
+    kept = set(stored)
+    return [s.text for s in samples if s.acknowledged and s.text not in kept]
+
+
+def select_failures(text: str, known: Sequence[str]) -> list[str]:
+    """The failure timelines chosen with --failures ('all' or KEY,KEY), in run order."""
+    if text.strip() == "all":
+        return list(known)
+    wanted = {item.strip() for item in text.split(",") if item.strip()}
+    unknown = sorted(wanted - set(known))
+    if unknown or not wanted:
+        raise ValueError(
+            f"unknown failure(s) {', '.join(unknown) or '(none given)'}: "
+            f"choose from all, {', '.join(known)}"
+        )
+    return [key for key in known if key in wanted]
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -360,20 +423,36 @@ def render_markdown(report: dict[str, Any]) -> str:
             )
         lines += ["", "![throughput](throughput.png)", ""]
     converge = report.get("converge")
-    if converge:
+    scale = report.get("scale")
+    if converge or scale:
         nan = math.nan
-        first = float(converge.get("converge_s", nan))
-        lines += [
-            "## Converge",
-            "",
-            f"- Creating the containers and booting systemd in them: "
-            f"{fmt(float(converge.get('create_s', nan)))} s (not counted in the converge)",
-            f"- site.yml from bare containers: {fmt(first)} s",
-            f"- idempotent re-run of site.yml: {converge['rerun_s']:.0f} s, "
-            f"changed tasks {converge['rerun_changed']} "
-            f"(ratio to the first converge: {fmt(ratio(converge['rerun_s'], first))})",
-            "",
-        ]
+        lines += ["## Converge", ""]
+        for data in (scale, converge):
+            if not data or "converge_s" not in data:
+                continue
+            webs = data.get("web_servers", "?")
+            lines += [
+                f"Lab with {webs} web servers, from bare containers:",
+                "",
+                f"- creating the containers and booting systemd in them: "
+                f"{fmt(float(data.get('create_s', nan)))} s (not counted in the converge)",
+                f"- the lab's ACME CA (playbooks/lab_acme.yml, test infrastructure): "
+                f"{fmt(float(data.get('lab_ca_s', nan)))} s (not counted)",
+                f"- site.yml: {fmt(float(data['converge_s']))} s",
+                "",
+            ]
+        figures = report.get("figures", {})
+        growth = float(figures.get("ratio_converge_4_to_2_web", nan))
+        if not math.isnan(growth):
+            lines += [f"site.yml with 4 web servers / with 2: {fmt(growth)}", ""]
+        if converge and "rerun_s" in converge:
+            first = float(converge.get("converge_s", nan))
+            lines += [
+                f"Idempotent re-run of site.yml on the 2-web-server lab: "
+                f"{converge['rerun_s']:.0f} s, changed tasks {converge['rerun_changed']} "
+                f"(ratio to the first converge: {fmt(ratio(converge['rerun_s'], first))})",
+                "",
+            ]
     memory = report.get("memory")
     if memory:
         lines += [
@@ -413,6 +492,22 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("")
         for name, data in failures.items():
             lines.append(f"### {name}\n\n{data['description']}\n\n![{name}]({data['plot']})\n")
+    db = report.get("db_failover")
+    if db:
+        lines += [
+            "## Database primary killed during writes, then db_failover.yml",
+            "",
+            f"- writes attempted: {db['attempted']}, acknowledged (2xx): {db['acknowledged']}, "
+            f"failed: {db['failed']}",
+            f"- acknowledged writes missing on the new primary {db['new_primary']} "
+            f"(SELECT after the run): {db['lost']}",
+            f"- from the first failed write until writes succeed again: {fmt(db['back_s'])} s "
+            f"(until the first success after the last failed write: {fmt(db['steady_s'])} s)",
+            f"- afterwards {db['lab_state']}",
+            "",
+        ]
+    if report.get("lab_state") and not db:
+        lines += ["## State of the lab", "", f"After this run {report['lab_state']}.", ""]
     lines += ["## Not measured in this run", ""]
     lines += [f"- {item}" for item in report.get("not_measured", [])] or ["- (nothing)"]
     lines.append("")
@@ -461,11 +556,20 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def ansible_playbook(playbook: str, inventory: Path, *extra: str) -> tuple[float, str]:
-    """(seconds, stdout) of one ansible-playbook run against `inventory`."""
+def ansible_playbook(
+    playbook: str,
+    *extra: str,
+    overlays: Sequence[Path] = (),
+    log_file: Path | None = None,
+) -> tuple[float, str]:
+    """(seconds, stdout) of one ansible-playbook run against the lab (and `overlays`).
+
+    The output goes to `log_file` too (with ANSIBLE_CALLBACKS_ENABLED=
+    ansible.posix.profile_tasks in the environment it holds the task timings).
+    """
     start = time.monotonic()
     done = subprocess.run(
-        [labtool.tool("ansible-playbook"), "-i", str(inventory), playbook, *extra],
+        [labtool.tool("ansible-playbook"), *labtool.inventory_args(overlays), playbook, *extra],
         cwd=ROOT,
         env=labtool.ansible_env(),
         capture_output=True,
@@ -473,29 +577,84 @@ def ansible_playbook(playbook: str, inventory: Path, *extra: str) -> tuple[float
         check=False,
     )
     elapsed = time.monotonic() - start
+    if log_file is not None:
+        log_file.write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         tail = "\n".join(done.stdout.splitlines()[-30:])
         raise BenchError(f"{playbook} failed (exit {done.returncode}):\n{tail}\n{done.stderr}")
     return elapsed, done.stdout
 
 
-def converge_phase(lab: labtool.Lab) -> dict[str, Any]:
-    log("converge: removing the lab (make demo-down)")
+def build_from_bare(
+    lab: labtool.Lab, outdir: Path, tag: str, overlays: Sequence[Path] = ()
+) -> dict[str, float]:
+    """Remove the lab, create its containers, run the lab CA playbook and site.yml.
+
+    Returns the seconds of each step: creating and booting the containers,
+    the lab's own ACME CA (test infrastructure, not the stack) and site.yml.
+    """
+    log(f"{tag}: removing the lab (make demo-down)")
     labtool.down()
     labtool.preflight(lab)
     start = time.monotonic()
     labtool.ensure_network(lab)
     labtool.ensure_hosts(lab)
     create_s = time.monotonic() - start
-    log(f"converge: containers created and booted in {create_s:.0f} s; running site.yml")
-    converge_s, _ = ansible_playbook("playbooks/site.yml", labtool.INVENTORY)
-    log(f"converge: site.yml took {converge_s:.0f} s; re-running it")
-    return {"create_s": create_s, "converge_s": converge_s, **rerun_phase()}
+    log(f"{tag}: {len(lab.hosts)} containers created and booted in {create_s:.0f} s")
+    ca_s = 0.0
+    for playbook in labtool.lab_playbooks():
+        seconds, _ = ansible_playbook(
+            playbook,
+            overlays=overlays,
+            log_file=outdir / f"ansible-{tag}-{Path(playbook).stem}.log",
+        )
+        ca_s += seconds
+    log(f"{tag}: the lab CA took {ca_s:.0f} s; running site.yml")
+    converge_s, _ = ansible_playbook(
+        "playbooks/site.yml", overlays=overlays, log_file=outdir / f"ansible-{tag}-site.log"
+    )
+    log(f"{tag}: site.yml from bare containers took {converge_s:.0f} s")
+    return {"create_s": create_s, "lab_ca_s": ca_s, "converge_s": converge_s}
 
 
-def rerun_phase() -> dict[str, float]:
+# Two more web servers for the scale phase: addresses free in inventory/lab.
+SCALE_WEBS = (("web-03", "172.31.250.23"), ("web-04", "172.31.250.24"))
+
+
+def scale_phase(outdir: Path) -> dict[str, Any]:
+    """Converge time of the lab with 4 web servers (an overlay adds web-03/04).
+
+    The lab is removed afterwards whatever happens, extra hosts included.
+    """
+    overlay = outdir / "overlay-4-web.yml"
+    overlay.write_text(
+        "---\n# The bench's scale phase: the lab plus two web servers.\n"
+        + json.dumps(labtool.overlay_inventory("webservers", SCALE_WEBS), indent=2)
+        + "\n"
+    )
+    try:
+        lab4 = labtool.load_lab((overlay,))
+        webs = [h.name for h in lab4.hosts if "webservers" in h.groups]
+        log(f"scale: the lab with {len(webs)} web servers ({', '.join(webs)})")
+        result = build_from_bare(lab4, outdir, "scale-4-web", (overlay,))
+        return {"web_servers": len(webs), "overlay": overlay.name, **result}
+    finally:
+        log("scale: removing the 4-web-server lab")
+        labtool.down()
+
+
+def converge_phase(lab: labtool.Lab, outdir: Path) -> dict[str, Any]:
+    result = build_from_bare(lab, outdir, "converge")
+    webs = sum(1 for h in lab.hosts if "webservers" in h.groups)
+    log("converge: re-running site.yml")
+    return {"web_servers": webs, **result, **rerun_phase(outdir)}
+
+
+def rerun_phase(outdir: Path) -> dict[str, float]:
     """Time the idempotent re-run of site.yml on a converged lab."""
-    rerun_s, out = ansible_playbook("playbooks/site.yml", labtool.INVENTORY)
+    rerun_s, out = ansible_playbook(
+        "playbooks/site.yml", log_file=outdir / "ansible-rerun-site.log"
+    )
     changed = sum(host.get("changed", 0) for host in play_recap(out).values())
     log(f"converge: the re-run took {rerun_s:.0f} s with {changed} changed task(s)")
     return {"rerun_s": rerun_s, "rerun_changed": changed}
@@ -854,12 +1013,49 @@ def wait_lb_healthy(host: labtool.LabHost, timeout: float = 180) -> None:
 
 @dataclass
 class Failure:
+    key: str
     name: str
     description: str
     inject: Callable[[list[tuple[float, str]]], None]  # appends (epoch, label) marks
+    post_tag: str | None = None  # a write probe: POST unique notes to /api/notes
+    after_s: float = 5.0  # the probe goes on this long after the injection
 
 
-def failure_phase(lab: labtool.Lab, outdir: Path, rate: float, report: dict[str, Any]) -> None:
+# The keys of --failures, in the order the timelines run: the database
+# failover is last, since it leaves the lab on the promoted replica.
+FAILURE_KEYS = (
+    "kill-web", "kill-master", "reload-haproxy", "reload-nginx", "reload-gunicorn", "deploy",
+    "db-failover",
+)  # fmt: skip
+LAB_ON_REPLICA = (
+    "the lab now runs on the promoted replica {new} ({old} stays stopped, and site.yml "
+    "with inventory/lab would treat it as the primary again): `make demo-down demo` "
+    "restores the lab's layout"
+)
+
+
+def new_primary(lab: labtool.Lab) -> labtool.LabHost:
+    """The one running database replica host that replicates from no one now."""
+    found = []
+    for host in lab.hosts:
+        if "db_replicas" not in host.groups or labtool.container_state(host.container) != "running":
+            continue
+        status = dexec(host.container, "mariadb", "-N", "-B", "-e", "SHOW SLAVE STATUS")
+        if not status.strip():
+            found.append(host)
+    if len(found) != 1:
+        raise BenchError(f"expected one promoted replica, found {[h.name for h in found]}")
+    return found[0]
+
+
+def failure_phase(
+    lab: labtool.Lab,
+    outdir: Path,
+    rate: float,
+    write_rate: float,
+    keys: Sequence[str],
+    report: dict[str, Any],
+) -> None:
     web1, web2 = lab.host("web-01"), lab.host("web-02")
     webs = [web1, web2]
 
@@ -897,30 +1093,78 @@ def failure_phase(lab: labtool.Lab, outdir: Path, rate: float, report: dict[str,
         marks.append((time.time(), "deploy_app.yml starts"))
         # The lab's own version: the rolling drain happens all the same, and
         # the lab is left as site.yml made it.
-        ansible_playbook("playbooks/deploy_app.yml", labtool.INVENTORY)
+        ansible_playbook("playbooks/deploy_app.yml", log_file=outdir / "ansible-deploy_app.log")
         marks.append((time.time(), "deploy_app.yml done"))
 
+    old_primary = lab.first_in("db_primary")
+    replicas = [h for h in lab.hosts if "db_replicas" in h.groups]
+
+    def fail_over_db(marks: list[tuple[float, str]]) -> None:
+        if old_primary is None or not replicas:
+            raise BenchError("the database failover needs a db_primary host and a replica")
+        report["lab_state"] = (
+            f"the database primary {old_primary.name} was killed and the failover may not "
+            "have finished: `make demo-down demo` restores the lab's layout"
+        )
+        marks.append((time.time(), f"docker kill {old_primary.name} (primary)"))
+        sh("docker", "kill", old_primary.container)
+        # The same variables as the failover test of tests/e2e/failure.
+        extra = {
+            "db_failover_planned": False,
+            "db_failover_old_primary": old_primary.name,
+            "db_failover_replicas": [r.name for r in replicas],
+        }
+        marks.append((time.time(), "db_failover.yml starts"))
+        ansible_playbook(
+            "playbooks/db_failover.yml",
+            "-e",
+            json.dumps(extra),
+            log_file=outdir / "ansible-db_failover.log",
+        )
+        marks.append((time.time(), "db_failover.yml done"))
+
+    tag = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     failures = [
-        Failure("kill web-01", "docker kill of web-01 under load, docker start 5 s later, "
-                "until nginx answers again.", kill_web),
-        Failure("kill MASTER load balancer", "docker kill of the load balancer holding the "
-                "VIP, docker start 5 s later, until haproxy and keepalived are active.",
-                kill_master),
-        Failure("reload haproxy x20", "systemctl reload haproxy on both load balancers, "
-                "20 times, 0.5 s apart.", reloads("haproxy", [lab.host("lb-01"),
-                                                              lab.host("lb-02")])),
-        Failure("reload nginx x20", "systemctl reload nginx on both web servers, 20 times, "
-                "0.5 s apart.", reloads("nginx", webs)),
-        Failure("reload gunicorn x20", "systemctl reload webapp (gunicorn HUP: new workers) "
-                "on both web servers, 20 times, 0.5 s apart.", reloads("webapp", webs)),
-        Failure("deploy_app.yml", "the rolling deploy playbook (drains each web server through the "
-                "HAProxy runtime API, one at a time).", deploy),
+        Failure("kill-web", "kill web-01", "docker kill of web-01 under load, docker start 5 s "
+                "later, until nginx answers again.", kill_web),
+        Failure("kill-master", "kill MASTER load balancer", "docker kill of the load balancer "
+                "holding the VIP, docker start 5 s later, until haproxy and keepalived are "
+                "active.", kill_master),
+        Failure("reload-haproxy", "reload haproxy x20", "systemctl reload haproxy on both load "
+                "balancers, 20 times, 0.5 s apart.", reloads("haproxy", [lab.host("lb-01"),
+                                                                         lab.host("lb-02")])),
+        Failure("reload-nginx", "reload nginx x20", "systemctl reload nginx on both web servers, "
+                "20 times, 0.5 s apart.", reloads("nginx", webs)),
+        Failure("reload-gunicorn", "reload gunicorn x20", "systemctl reload webapp (gunicorn "
+                "HUP: new workers) on both web servers, 20 times, 0.5 s apart.",
+                reloads("webapp", webs)),
+        Failure("deploy", "deploy_app.yml", "the rolling deploy playbook (drains each web "
+                "server through the HAProxy runtime API, one at a time).", deploy),
+        Failure("db-failover", "kill the database primary during writes, then db_failover.yml",
+                f"a write probe POSTs unique notes to https://VIP/api/notes at {write_rate} "
+                "writes/s; 3 s in, docker kill of the db_primary host, then "
+                "playbooks/db_failover.yml (unplanned, the e2e failover test's variables), "
+                "then 10 s more writes. Afterwards every acknowledged (2xx) note is looked up "
+                "with SELECT on the promoted replica.", fail_over_db, post_tag=tag,
+                after_s=10.0),
     ]  # fmt: skip
+    assert [f.key for f in failures] == list(FAILURE_KEYS)
     report["probe_rate"] = rate
     for failure in failures:
+        if failure.key not in keys:
+            continue
         log(f"failure timeline: {failure.name}")
-        samples, marks = probe_during(f"https://{lab.vip}/", rate, failure.inject)
-        plot = f"timeline-{re.sub(r'[^a-z0-9]+', '-', failure.name.lower()).strip('-')}.png"
+        if failure.post_tag is None:
+            samples, marks = probe_during(f"https://{lab.vip}/", rate, failure.inject)
+        else:
+            samples, marks = probe_during(
+                f"https://{lab.vip}/api/notes",
+                write_rate,
+                failure.inject,
+                post_tag=failure.post_tag,
+                after_s=failure.after_s,
+            )
+        plot = f"timeline-{failure.key}.png"
         plot_timeline(outdir / plot, failure.name, samples, marks)
         report["failures"][failure.name] = {
             "description": failure.description,
@@ -931,14 +1175,62 @@ def failure_phase(lab: labtool.Lab, outdir: Path, rate: float, report: dict[str,
         (outdir / f"{Path(plot).stem}.jsonl").write_text(
             "".join(json.dumps(asdict(s)) + "\n" for s in samples)
         )
+        if failure.key == "db-failover":
+            outcome = db_failover_outcome(lab, samples, marks, failure.post_tag)
+            report["db_failover"] = outcome
+            report["lab_state"] = outcome["lab_state"]
+
+
+def db_failover_outcome(
+    lab: labtool.Lab,
+    samples: Sequence[ProbeSample],
+    marks: Sequence[tuple[float, str]],
+    tag: str | None,
+) -> dict[str, Any]:
+    """Read the acknowledged notes back on the promoted replica; say where the lab is."""
+    old = lab.first_in("db_primary")
+    new = new_primary(lab)
+    stored = dexec(
+        new.container,
+        "mariadb",
+        "-N",
+        "-B",
+        "-e",
+        f"SELECT body FROM webinfra.notes WHERE body LIKE '{tag}-%'",
+    ).split()
+    lost = lost_writes(samples, stored)
+    outage = write_outage(samples, marks[0][0])
+    note = LAB_ON_REPLICA.format(new=new.name, old=old.name if old else "the old primary")
+    acked = sum(1 for s in samples if s.acknowledged)
+    log(
+        f"db failover: {acked} acknowledged writes, {len(lost)} missing on {new.name}; "
+        f"writes succeed again {fmt(outage['back_s'])} s after the first failed one"
+    )
+    log(note)
+    return {
+        "new_primary": new.name,
+        "attempted": len(samples),
+        "acknowledged": acked,
+        "failed": len(samples) - acked,
+        "lost": len(lost),
+        "lost_examples": lost[:10],
+        "stored_rows_of_this_run": len(stored),
+        **outage,
+        "lab_state": note,
+    }
 
 
 def probe_during(
-    url: str, rate: float, inject: Callable[[list[tuple[float, str]]], None]
+    url: str,
+    rate: float,
+    inject: Callable[[list[tuple[float, str]]], None],
+    post_tag: str | None = None,
+    after_s: float = 5.0,
 ) -> tuple[list[ProbeSample], list[tuple[float, str]]]:
-    """Run the probe, inject the failure 3 s in, stop the probe 5 s after it."""
+    """Run the probe, inject the failure 3 s in, stop the probe `after_s` after it."""
     pidfile = "/tmp/bench_probe.pid"
-    command = f"echo $$ > {pidfile}; exec python3 /root/bench_probe.py {url} {rate} 600"
+    post = f"--post {post_tag} " if post_tag else ""
+    command = f"echo $$ > {pidfile}; exec python3 /root/bench_probe.py {post}{url} {rate} 600"
     proc = subprocess.Popen(
         ["docker", "exec", CLIENT, "sh", "-c", command],
         stdout=subprocess.PIPE,
@@ -949,7 +1241,7 @@ def probe_during(
     try:
         time.sleep(3)
         inject(marks)
-        time.sleep(5)
+        time.sleep(after_s)
     finally:
         pid = dexec(CLIENT, "cat", pidfile, check=False).strip()
         if pid.isdigit():
@@ -1031,8 +1323,12 @@ def figures_of(report: dict[str, Any]) -> dict[str, float]:
         return float(paths.get(key, {}).get("half", {}).get("latency_ms", {}).get("99", nan))
 
     converge = report.get("converge") or {}
+    scale = report.get("scale") or {}
     memory = report.get("memory") or {}
     return {
+        "ratio_converge_4_to_2_web": ratio(
+            float(scale.get("converge_s", nan)), float(converge.get("converge_s", nan))
+        ),
         "ratio_nginx_to_gunicorn": ratio(rps("nginx"), rps("gunicorn")),
         "ratio_vip_to_gunicorn": ratio(rps("vip"), rps("gunicorn")),
         "ratio_vip_to_nginx": ratio(rps("vip"), rps("nginx")),
@@ -1064,14 +1360,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="full: remove the lab and time it from bare containers (default); "
         "rerun: keep a running lab and time only the idempotent re-run; none: keep it",
     )
+    parser.add_argument(
+        "--no-scale",
+        action="store_true",
+        help="with --converge full, skip the converge of the lab with 4 web servers",
+    )
     parser.add_argument("--skip-failures", action="store_true")
+    parser.add_argument(
+        "--failures",
+        default="all",
+        help=f"the failure timelines to run: all (default) or some of {','.join(FAILURE_KEYS)}",
+    )
     parser.add_argument("--skip-stock", action="store_true")
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--probe-rate", type=float, default=40.0)
+    parser.add_argument(
+        "--write-rate", type=float, default=10.0, help="writes/s of the database failover probe"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / ".cache" / "bench")
     args = parser.parse_args(argv)
+    try:
+        failure_keys = select_failures(args.failures, FAILURE_KEYS)
+    except ValueError as exc:
+        parser.error(f"--failures: {exc}")
     try:
         import matplotlib  # noqa: F401  (the plots; checked before any work)
     except ImportError:
@@ -1091,24 +1404,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wrk": asdict(settings),
         "paths": {},
         "failures": {},
-        "not_measured": [
-            "converge time with 2, 3 and 4 web servers: not built yet",
-            "the database primary killed during writes + playbooks/db_failover.yml: "
-            "not run (it leaves the lab on the promoted replica)",
-        ],
+        "not_measured": ["converge time with 3 web servers (the bench times 2 and 4)"],
     }
     status = 0
     try:
         lab = labtool.load_lab()
+        if args.converge != "full" or args.no_scale:
+            report["not_measured"].append(
+                "the converge with 4 web servers "
+                + ("(--no-scale)" if args.no_scale else f"(run with --converge {args.converge})")
+            )
         if args.converge != "full":
             report["not_measured"].append(
                 f"the first converge from bare containers (run with --converge {args.converge})"
             )
             ensure_lab_up(lab)
             if args.converge == "rerun":
-                report["converge"] = rerun_phase()
+                report["converge"] = rerun_phase(outdir)
         else:
-            report["converge"] = converge_phase(lab)
+            if not args.no_scale:
+                report["scale"] = scale_phase(outdir)
+            report["converge"] = converge_phase(lab, outdir)
         start_client(lab)
         stock_url = None
         if args.skip_stock:
@@ -1121,7 +1437,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.skip_failures:
             report["not_measured"].append("failure timelines (run with --skip-failures)")
         else:
-            failure_phase(lab, outdir, args.probe_rate, report)
+            skipped = [key for key in FAILURE_KEYS if key not in failure_keys]
+            if skipped:
+                report["not_measured"].append(
+                    f"failure timelines not chosen with --failures: {', '.join(skipped)}"
+                )
+            failure_phase(lab, outdir, args.probe_rate, args.write_rate, failure_keys, report)
     except (BenchError, labtool.LabError, TimeoutError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         report["error"] = str(exc)
@@ -1131,6 +1452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["machine"]["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
         report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         write_report(outdir, report)
+        if report.get("lab_state"):
+            log(report["lab_state"])
         log(f"report: {outdir / 'report.md'}")
     return status
 

@@ -8,10 +8,12 @@ import math
 import pytest
 
 from tools.bench import (
+    FAILURE_KEYS,
     ProbeSample,
     Target,
     evaluate_targets,
     figures_of,
+    lost_writes,
     memory_in_use,
     parse_count,
     parse_duration_ms,
@@ -20,7 +22,9 @@ from tools.bench import (
     percentile,
     ratio,
     render_markdown,
+    select_failures,
     timeline_summary,
+    write_outage,
 )
 
 WRK_OUTPUT = """Running 15s test @ https://172.31.250.10/
@@ -197,3 +201,106 @@ def test_parse_probe_and_timeline_summary() -> None:
     assert summary["max_ms"] == 6.0
     assert summary["longest_failing_s"] == pytest.approx(0.25)  # 10.4 -> 10.6 + 50 ms
     assert ProbeSample(0, 1, 301, "").ok
+
+
+def _write(t: float, status: int, text: str = "") -> ProbeSample:
+    return ProbeSample(t, 10.0, status, "" if status else "TimeoutError", text)
+
+
+def test_write_outage_from_first_failure_to_writes_again() -> None:
+    samples = [
+        _write(9.0, 201),  # before the kill: not counted
+        _write(10.5, 201),  # in flight as the primary died: still acknowledged
+        _write(11.0, 0),
+        _write(12.0, 503),
+        _write(40.0, 201),
+        _write(40.5, 0),  # a flicker after the first success
+        _write(41.0, 201),
+    ]
+    outage = write_outage(samples, since=10.0)
+    assert outage["first_failed_at"] == 11.0
+    assert outage["back_s"] == pytest.approx(29.0)
+    assert outage["steady_s"] == pytest.approx(30.0)
+
+
+def test_write_outage_without_failures_or_without_recovery() -> None:
+    assert write_outage([_write(11.0, 201)], since=10.0)["back_s"] == 0.0
+    never = write_outage([_write(11.0, 201), _write(12.0, 0)], since=10.0)
+    assert math.isnan(never["back_s"]) and math.isnan(never["steady_s"])
+
+
+def test_lost_writes_are_acknowledged_notes_the_database_lacks() -> None:
+    samples = [
+        _write(1.0, 201, "t-0"),
+        _write(2.0, 201, "t-1"),
+        _write(3.0, 0, "t-2"),  # never acknowledged: may or may not be stored
+        _write(4.0, 201, "t-3"),
+    ]
+    assert lost_writes(samples, ["t-0", "t-3", "t-2"]) == ["t-1"]
+    assert lost_writes(samples, ["t-0", "t-1", "t-3"]) == []
+    assert not ProbeSample(0, 1, 301, "").acknowledged
+
+
+def test_parse_probe_keeps_the_text_of_a_write() -> None:
+    line = {"t": 1.0, "ms": 2.0, "status": 201, "error": "", "text": "bench-x-7"}
+    assert parse_probe(json.dumps(line))[0].text == "bench-x-7"
+
+
+def test_select_failures_keeps_run_order_and_refuses_unknown_keys() -> None:
+    assert select_failures("all", FAILURE_KEYS) == list(FAILURE_KEYS)
+    assert select_failures("db-failover,kill-web", FAILURE_KEYS) == ["kill-web", "db-failover"]
+    assert FAILURE_KEYS[-1] == "db-failover"  # it leaves the lab on the replica: last
+    with pytest.raises(ValueError, match=r"unknown failure.*kill-db.*choose from all"):
+        select_failures("kill-db", FAILURE_KEYS)
+    with pytest.raises(ValueError, match="none given"):
+        select_failures(",", FAILURE_KEYS)
+
+
+def test_the_scale_ratio_and_its_report() -> None:
+    report = _report(400)
+    report["scale"] = {"web_servers": 4, "converge_s": 600.0, "create_s": 30.0, "lab_ca_s": 20.0}
+    report["converge"] = {**report["converge"], "web_servers": 2}  # type: ignore[dict-item]
+    figures = figures_of(report)
+    assert figures["ratio_converge_4_to_2_web"] == pytest.approx(1.5)
+    assert math.isnan(figures_of(_report(400))["ratio_converge_4_to_2_web"])
+    report["figures"] = figures
+    report.update(_MACHINE)
+    text = render_markdown(report)
+    assert "Lab with 4 web servers" in text and "Lab with 2 web servers" in text
+    assert "site.yml with 4 web servers / with 2: 1.5" in text
+
+
+def test_the_db_failover_report_says_where_the_lab_runs() -> None:
+    report = _report(400)
+    report.update(_MACHINE)
+    report["db_failover"] = {
+        "new_primary": "db-02",
+        "attempted": 400,
+        "acknowledged": 120,
+        "failed": 280,
+        "lost": 0,
+        "back_s": 31.5,
+        "steady_s": 31.5,
+        "lab_state": "the lab now runs on the promoted replica db-02",
+    }
+    text = render_markdown(report)
+    assert "acknowledged (2xx): 120" in text
+    assert "missing on the new primary db-02 (SELECT after the run): 0" in text
+    assert "writes succeed again: 31.5 s" in text
+    assert "runs on the promoted replica db-02" in text
+
+
+_MACHINE: dict[str, object] = {
+    "started": "2026-11-26T08:00:00+00:00",
+    "machine": {
+        "git_commit": "abc1234",
+        "cpu_model": "Test CPU",
+        "cpu_count": 2,
+        "memory_gib": 24.0,
+        "kernel": "6.1",
+        "loadavg_before": ["1.0", "1.0", "1.0"],
+        "containers_running": 3,
+    },
+    "wrk": {"threads": 2, "connections": 16, "duration": 15, "rounds": 2},
+    "targets": [],
+}
