@@ -501,9 +501,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"failed: {db['failed']}",
             f"- acknowledged writes missing on the new primary {db['new_primary']} "
             f"(SELECT after the run): {db['lost']}",
+            f"- notes of this run in the new primary's table: {db['stored_rows_of_this_run']} "
+            f"({db['stored_rows_of_this_run'] - db['acknowledged'] + db['lost']} of them stored "
+            "although the client saw the write fail or time out)",
             f"- from the first failed write until writes succeed again: {fmt(db['back_s'])} s "
-            f"(until the first success after the last failed write: {fmt(db['steady_s'])} s)",
-            f"- afterwards {db['lab_state']}",
+            f"(until the first success after the last failed write: {fmt(db['steady_s'])} s; "
+            "start times of the writes)",
+            f"- after the run {db['lab_state']}",
             "",
         ]
     if report.get("lab_state") and not db:
@@ -1028,7 +1032,7 @@ FAILURE_KEYS = (
     "db-failover",
 )  # fmt: skip
 LAB_ON_REPLICA = (
-    "the lab now runs on the promoted replica {new} ({old} stays stopped, and site.yml "
+    "the lab runs on the promoted replica {new} ({old} stays stopped, and site.yml "
     "with inventory/lab would treat it as the primary again): `make demo-down demo` "
     "restores the lab's layout"
 )
@@ -1206,7 +1210,6 @@ def db_failover_outcome(
         f"db failover: {acked} acknowledged writes, {len(lost)} missing on {new.name}; "
         f"writes succeed again {fmt(outage['back_s'])} s after the first failed one"
     )
-    log(note)
     return {
         "new_primary": new.name,
         "attempted": len(samples),

@@ -279,14 +279,16 @@ def test_the_db_failover_report_says_where_the_lab_runs() -> None:
         "acknowledged": 120,
         "failed": 280,
         "lost": 0,
+        "stored_rows_of_this_run": 130,
         "back_s": 31.5,
         "steady_s": 31.5,
-        "lab_state": "the lab now runs on the promoted replica db-02",
+        "lab_state": "the lab runs on the promoted replica db-02",
     }
     text = render_markdown(report)
     assert "acknowledged (2xx): 120" in text
     assert "missing on the new primary db-02 (SELECT after the run): 0" in text
     assert "writes succeed again: 31.5 s" in text
+    assert "130 (10 of them stored although the client saw the write fail" in text
     assert "runs on the promoted replica db-02" in text
 
 
