@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 from testinfra.host import Host
-from webinfra_testlib import PatientBackgroundBurst, ansible_playbook, wait_for
+from webinfra_testlib import BackgroundBurst, PatientBackgroundBurst, ansible_playbook, wait_for
 
 CUSTOM = "webinfra-gunicorn_app-app-02"
 testinfra_hosts = [CUSTOM]
@@ -42,6 +42,29 @@ def test_reloads_under_load_fail_no_request(host: Host) -> None:
         for _ in range(3):
             assert host.run("systemctl reload greeter").rc == 0
             time.sleep(1.5)
+    assert _main_pid(host, "greeter") == master
+    assert load.result.sent >= 20
+    assert load.result.failed == 0, load.result.errors
+
+
+def _workers(host: Host, master: str) -> set[str]:
+    return set(host.run(f"ps -o pid= --ppid {master}").stdout.split())
+
+
+def test_twenty_reloads_back_to_back_wait_for_new_workers_and_fail_no_request(
+    host: Host,
+) -> None:
+    # No pause between reloads: each systemctl reload returns only once the
+    # old workers are gone and a new one answers, so no reload ever kills
+    # workers that are still booting.
+    master = _main_pid(host, "greeter")
+    with BackgroundBurst(CUSTOM_URL, count=3000, duration=180, request_timeout=5) as load:
+        for attempt in range(20):
+            before = _workers(host, master)
+            assert host.run("systemctl reload greeter").rc == 0
+            after = _workers(host, master)
+            assert len(after) == 3, f"reload {attempt + 1}: workers {after}"
+            assert not before & after, f"reload {attempt + 1} returned before old workers left"
     assert _main_pid(host, "greeter") == master
     assert load.result.sent >= 20
     assert load.result.failed == 0, load.result.errors
