@@ -1135,12 +1135,13 @@ def failure_phase(
                 "holding the VIP, docker start 5 s later, until haproxy and keepalived are "
                 "active.", kill_master),
         Failure("reload-haproxy", "reload haproxy x20", "systemctl reload haproxy on both load "
-                "balancers, 20 times, 0.5 s apart.", reloads("haproxy", [lab.host("lb-01"),
-                                                                         lab.host("lb-02")])),
+                "balancers, 20 times, 0.5 s after each reload returned.",
+                reloads("haproxy", [lab.host("lb-01"), lab.host("lb-02")])),
         Failure("reload-nginx", "reload nginx x20", "systemctl reload nginx on both web servers, "
-                "20 times, 0.5 s apart.", reloads("nginx", webs)),
+                "20 times, 0.5 s after each reload returned.", reloads("nginx", webs)),
         Failure("reload-gunicorn", "reload gunicorn x20", "systemctl reload webapp (gunicorn "
-                "HUP: new workers) on both web servers, 20 times, 0.5 s apart.",
+                "HUP: new workers) on both web servers, 20 times, 0.5 s after each reload "
+                "returned (the reload returns once the new workers answer).",
                 reloads("webapp", webs)),
         Failure("deploy", "deploy_app.yml", "the rolling deploy playbook (drains each web "
                 "server through the HAProxy runtime API, one at a time).", deploy),
