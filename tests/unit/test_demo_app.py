@@ -136,6 +136,17 @@ def test_index_names_the_serving_host_and_version(client: FlaskClient) -> None:
     assert response.get_data(as_text=True) == "Hello from web-01 (version 1.2.3)\n"
 
 
+def test_livez_answers_without_asking_any_database(
+    client: FlaskClient, cluster: FakeCluster
+) -> None:
+    for server in cluster.servers.values():
+        server.up = False
+    response = client.get("/livez")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "host": "web-01", "version": "1.2.3"}
+    assert cluster.opened == []
+
+
 def test_healthz_is_ok_when_every_database_answers(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200

@@ -173,6 +173,37 @@ def test_a_note_written_through_haproxy_is_read_back() -> None:
     assert text in [note["text"] for note in listed.json()["notes"]]
 
 
+def test_losing_the_database_fails_the_writes_but_not_the_pages() -> None:
+    # web-01 holds the database (prepare.yml). HAProxy checks the servers'
+    # liveness (/livez), not the database they all share, so both stay in
+    # rotation and only what needs the database fails.
+    database = WEB[0]
+    docker("exec", database, "systemctl", "stop", "mariadb")
+    try:
+        written = requests.post(
+            f"{HTTPS}/api/notes", json={"text": "no database"}, verify=False, timeout=10
+        )
+        assert written.status_code == 503, written.text
+        # Longer than HAProxy takes to mark a failing server down (2 checks, 1 s apart).
+        deadline = time.monotonic() + 4
+        statuses = []
+        while time.monotonic() < deadline:
+            statuses.append(requests.get(f"{HTTPS}/", verify=False, timeout=10).status_code)
+            time.sleep(0.2)
+        assert set(statuses) == {200}, statuses
+        assert all_servers_up()
+    finally:
+        docker("exec", database, "systemctl", "start", "mariadb")
+    written = wait_for(
+        lambda: requests.post(
+            f"{HTTPS}/api/notes", json={"text": "database back"}, verify=False, timeout=10
+        ),
+        timeout=60,
+        accept=lambda r: r.status_code == 201,
+    )
+    assert written.json()["text"] == "database back"
+
+
 def test_gunicorn_reloads_under_load_fail_no_request() -> None:
     # While gunicorn starts its new workers, requests wait in the socket's
     # backlog: on a loaded machine longer than burst()'s 5 s. A slow answer

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Reload a gunicorn master and return once its new workers serve.
 
 systemd runs this as the ExecReload of a gunicorn_app service. A HUP makes

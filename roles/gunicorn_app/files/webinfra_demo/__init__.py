@@ -1,7 +1,8 @@
 """webinfra demo application: makes the stack's design visible.
 
-``/`` names the host that served the request, ``/healthz`` reports the
-application and database state, ``/api/notes`` writes to the primary and
+``/`` names the host that served the request, ``/livez`` says the worker
+serves (no database asked), ``/healthz`` reports the application and
+database state, ``/api/notes`` writes to the primary and
 reads from a replica (falling back to the primary).
 """
 

@@ -117,6 +117,16 @@ def create_app(
         text = f"Hello from {cfg.hostname}{version}\n"
         return Response(text, mimetype="text/plain")
 
+    @app.get("/livez")
+    def livez() -> Response:
+        """The worker serves: no database is asked (the load balancers' check).
+
+        Every web server shares the same primary: a check that followed it
+        would take them all out of rotation when it fails, and pages and
+        reads from the replicas would go down with the writes.
+        """
+        return jsonify(status="ok", host=cfg.hostname, version=cfg.version)
+
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
         database: dict[str, Any] = {"configured": cfg.database_configured}
