@@ -153,22 +153,26 @@ def test_figures_of_a_report() -> None:
     assert math.isnan(figures["ratio_vip_to_stock"])
 
 
+_MACHINE: dict[str, object] = {
+    "started": "2026-11-26T08:00:00+00:00",
+    "machine": {
+        "git_commit": "abc1234",
+        "cpu_model": "Test CPU",
+        "cpu_count": 2,
+        "memory_gib": 24.0,
+        "kernel": "6.1",
+        "loadavg_before": ["1.0", "1.0", "1.0"],
+        "containers_running": 3,
+    },
+    "wrk": {"threads": 2, "connections": 16, "duration": 15, "rounds": 2},
+    "targets": [],
+}
+
+
 def test_render_markdown_reports_missed_targets() -> None:
     report = _report(400)
-    report.update(
-        started="2026-11-26T08:00:00+00:00",
-        machine={
-            "git_commit": "abc1234",
-            "cpu_model": "Test CPU",
-            "cpu_count": 2,
-            "memory_gib": 24.0,
-            "kernel": "6.1",
-            "loadavg_before": ["1.0", "1.0", "1.0"],
-            "containers_running": 3,
-        },
-        wrk={"threads": 2, "connections": 16, "duration": 15, "rounds": 2},
-        not_measured=["the stock stack"],
-    )
+    report.update(_MACHINE)
+    report.update(not_measured=["the stock stack"])
     targets = evaluate_targets(figures_of(report))
     report["targets"] = [
         {"name": t.name, "value": t.value, "limit": t.limit,
@@ -290,19 +294,3 @@ def test_the_db_failover_report_says_where_the_lab_runs() -> None:
     assert "writes succeed again: 31.5 s" in text
     assert "130 (10 of them stored although the client saw the write fail" in text
     assert "runs on the promoted replica db-02" in text
-
-
-_MACHINE: dict[str, object] = {
-    "started": "2026-11-26T08:00:00+00:00",
-    "machine": {
-        "git_commit": "abc1234",
-        "cpu_model": "Test CPU",
-        "cpu_count": 2,
-        "memory_gib": 24.0,
-        "kernel": "6.1",
-        "loadavg_before": ["1.0", "1.0", "1.0"],
-        "containers_running": 3,
-    },
-    "wrk": {"threads": 2, "connections": 16, "duration": 15, "rounds": 2},
-    "targets": [],
-}
