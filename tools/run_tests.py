@@ -36,7 +36,14 @@ LOG_DIR = ROOT / ".cache" / "test-logs"
 GATES = ("lint", "unit", "sanity", "build", "molecule")
 ALSO_ON_DEBIAN_13 = ("smoke", "site", "mysql")
 # Longest first, so the slowest scenarios do not start last.
-SCENARIO_WEIGHT = {"site": 100, "site_seed": 90, "mysql": 80, "certbot": 70, "haproxy": 60}
+SCENARIO_WEIGHT = {
+    "site": 100,
+    "site_seed": 90,
+    "db_cluster": 85,
+    "mysql": 80,
+    "certbot": 70,
+    "haproxy": 60,
+}
 # A safety net against a hung scenario, far above the slowest normal run
 # (site with its failure tests: about 15 minutes on a busy machine).
 SCENARIO_TIMEOUT = int(os.environ.get("WEBINFRA_SCENARIO_TIMEOUT", "2700"))

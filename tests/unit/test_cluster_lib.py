@@ -1,0 +1,81 @@
+"""Unit tests of tests/lib/webinfra_cluster.py (no containers)."""
+
+from __future__ import annotations
+
+import json
+
+from webinfra_cluster import (
+    ReadOnlySample,
+    Write,
+    double_writers,
+    parse_crm_mon,
+    parse_writes,
+    writes_back_after,
+)
+
+
+def line(t: float, ok: bool, text: str) -> str:
+    return json.dumps({"t": t, "ok": ok, "text": text, "server": 1 if ok else None})
+
+
+def test_parse_writes_skips_other_lines() -> None:
+    text = "\n".join(["warning: x", line(1.0, True, "a-0"), "", line(2.0, False, "a-1")])
+    assert parse_writes(text) == [Write(1.0, True, "a-0"), Write(2.0, False, "a-1")]
+
+
+def test_writes_back_after_counts_to_the_first_success_after_the_last_failure() -> None:
+    writes = [
+        Write(t, ok, str(t))
+        for t, ok in [(9, True), (10, False), (12, True), (13, False), (16.5, True)]
+    ]
+    assert writes_back_after(writes, 10.0) == 6.5
+
+
+def test_writes_back_after_without_failures_or_recovery() -> None:
+    assert writes_back_after([Write(11, True, "x")], 10.0) == 0.0
+    assert writes_back_after([Write(11, False, "x")], 10.0) is None
+    assert writes_back_after([Write(9, True, "x")], 10.0) is None
+
+
+def test_double_writers() -> None:
+    samples = [ReadOnlySample(1, ("a",)), ReadOnlySample(2, ("a", "b")), ReadOnlySample(3, ())]
+    assert double_writers(samples) == [ReadOnlySample(2, ("a", "b"))]
+
+
+CRM_MON = """<pacemaker-result>
+  <summary><current_dc present="true" name="db-01" id="1" with_quorum="true"/></summary>
+  <nodes>
+    <node name="db-01" id="1" online="true" unclean="false"/>
+    <node name="db-02" id="2" online="false" unclean="true"/>
+  </nodes>
+  <resources>
+    <resource id="fence-docker" resource_agent="stonith:fence_docker" role="Started" active="true">
+      <node name="db-01" id="1" cached="true"/>
+    </resource>
+    <clone id="mariadb-clone" multi_state="true">
+      <resource id="mariadb" resource_agent="ocf:webinfra:mariadb" role="Promoted" active="true">
+        <node name="db-01" id="1" cached="true"/>
+      </resource>
+      <resource id="mariadb" resource_agent="ocf:webinfra:mariadb" role="Stopped" active="false"/>
+    </clone>
+    <resource id="write-vip" resource_agent="ocf:heartbeat:IPaddr2" role="Started" active="true">
+      <node name="db-01" id="1" cached="true"/>
+    </resource>
+  </resources>
+</pacemaker-result>"""
+
+
+def test_parse_crm_mon() -> None:
+    state = parse_crm_mon(CRM_MON)
+    assert state.quorate
+    assert state.online == ("db-01",)
+    assert state.unclean == ("db-02",)
+    assert state.promoted == ("db-01",)
+    assert state.unpromoted == ()
+    assert state.started["write-vip"] == ("db-01",)
+    assert state.started["fence-docker"] == ("db-01",)
+
+
+def test_parse_crm_mon_without_quorum() -> None:
+    text = CRM_MON.replace('with_quorum="true"', 'with_quorum="false"')
+    assert not parse_crm_mon(text).quorate
