@@ -406,8 +406,11 @@ def summary(lab: Lab) -> str:
     if lb is not None:
         urls.append(("HAProxy stats (user admin)", f"http://{lb.address}:8404/stats"))
     if mon is not None:
-        urls.append(("Prometheus", f"http://{mon.address}:9090/"))
-        urls.append(("Stack console", f"http://{mon.address}:9090/consoles/webinfra.html"))
+        # HTTPS with a login (user admin, the passwords in .lab/secrets/,
+        # the certificate from .lab/monitoring-ca/ca.crt).
+        urls.append(("Prometheus (user admin)", f"https://{mon.address}:9090/"))
+        urls.append(("Stack console", f"https://{mon.address}:9090/consoles/webinfra.html"))
+        urls.append(("Alertmanager (user admin)", f"https://{mon.address}:9093/"))
     for label, url in urls:
         lines.append(f"  {label:<30} {url:<48} {probe(url)}")
     published = [(h.name, m) for h in lab.hosts for m in h.published_ports]
@@ -419,6 +422,11 @@ def summary(lab: Lab) -> str:
             lines.append(f"    {address}:{port} -> {name}:{mapping.rsplit(':', 1)[1]}")
     lines.append("")
     lines.append("  Secrets (generated, never committed): .lab/secrets/")
+    if mon is not None:
+        lines.append(
+            "  Prometheus and Alertmanager: passwords in .lab/secrets/monitoring_prometheus"
+            " and monitoring_alertmanager, CA in .lab/monitoring-ca/ca.crt"
+        )
     lines.append("  Tear down: make demo-down")
     return "\n".join(lines)
 

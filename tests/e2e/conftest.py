@@ -21,7 +21,17 @@ from typing import Any
 
 import pytest
 import urllib3
-from webinfra_e2e import Stack, failure_tests_enabled, parse_stack
+from webinfra_e2e import Stack, failure_tests_enabled, lab_dir, parse_stack
+from webinfra_monitoring import (
+    ALERTMANAGER_PORT,
+    ALERTMANAGER_SECRET,
+    PROMETHEUS_PORT,
+    PROMETHEUS_SECRET,
+    MonitoringLogins,
+    WebLogin,
+    https_base_url,
+    read_secret,
+)
 from webinfra_testlib import docker, start_probe
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -116,6 +126,30 @@ def stack(pytestconfig: pytest.Config) -> Stack:
     network = named[0] if named else next(n for n in _networks(unaddressed[0]) if n != "bridge")
     address_of = {c: _networks(c).get(network, "") for c in unaddressed}
     return parse_stack(data, kind=kind, inventory_path=path, network=network, address_of=address_of)
+
+
+@pytest.fixture(scope="session")
+def monitoring(stack: Stack) -> MonitoringLogins:
+    """Prometheus and Alertmanager of the monitoring host, as the operator
+    reaches them: HTTPS verified against the monitoring CA, with the logins
+    the target generated (inventory/lab/group_vars/all/stack.yml)."""
+    folder = lab_dir(stack.kind, ROOT, os.environ)
+    ca_file = str(folder / "monitoring-ca" / "ca.crt")
+    address = stack.one("monitoring").address
+    return MonitoringLogins(
+        prometheus=WebLogin(
+            https_base_url(address, PROMETHEUS_PORT),
+            "admin",
+            read_secret(folder / "secrets", PROMETHEUS_SECRET),
+            ca_file,
+        ),
+        alertmanager=WebLogin(
+            https_base_url(address, ALERTMANAGER_PORT),
+            "admin",
+            read_secret(folder / "secrets", ALERTMANAGER_SECRET),
+            ca_file,
+        ),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,16 @@ from typing import Any
 import pytest
 import requests
 from webinfra_e2e import Stack, parse_listening, public_ports
+from webinfra_monitoring import (
+    MonitoringLogins,
+    login_statuses,
+    prometheus_query,
+    prometheus_targets,
+)
 from webinfra_testlib import (
     alternating_sample,
     docker,
     fetch_pebble_root,
-    prometheus_query,
-    prometheus_targets,
     reachable,
     served_certificate,
     sslyze_compliant,
@@ -138,11 +142,33 @@ def test_private_ports_answer_the_groups_that_need_them(stack: Stack) -> None:
         assert all(answers.values()), f"from {source.name}: {answers}"
 
 
-def test_every_prometheus_target_is_up(stack: Stack) -> None:
-    base = f"http://{stack.one('monitoring').address}:9090"
+def test_prometheus_and_alertmanager_answer_only_the_operator_with_a_login(
+    stack: Stack, monitoring: MonitoringLogins, probe: str
+) -> None:
+    """From the operator (this machine): 401 without the login or with a wrong
+    password, 200 with it, over TLS verified against the monitoring CA. From
+    a client in no group: no connection at all."""
+    cases = [
+        (monitoring.prometheus, "/api/v1/query?query=up"),
+        (monitoring.prometheus, "/api/v1/status/config"),
+        (monitoring.prometheus, "/api/v1/status/flags"),
+        (monitoring.alertmanager, "/api/v2/silences"),
+        (monitoring.alertmanager, "/api/v2/alerts"),
+    ]
+    for login, path in cases:
+        assert login_statuses(login, path) == {
+            "anonymous": 401,
+            "wrong password": 401,
+            "login": 200,
+        }, f"{login.base_url}{path}"
+    mon = stack.one("monitoring").address
+    answers = reachable(probe, [(mon, "tcp", 9090), (mon, "tcp", 9093)])
+    assert not any(answers.values()), f"open to a client in no group: {answers}"
 
+
+def test_every_prometheus_target_is_up(stack: Stack, monitoring: MonitoringLogins) -> None:
     def targets() -> list[dict[str, Any]]:
-        return prometheus_targets(base)
+        return prometheus_targets(monitoring.prometheus)
 
     found = wait_for(
         targets,
@@ -154,14 +180,15 @@ def test_every_prometheus_target_is_up(stack: Stack) -> None:
     assert {"node", "haproxy", "nginx", "mysqld"} <= jobs, jobs
 
 
-def test_the_health_probe_through_the_virtual_ip_succeeds_over_https(stack: Stack) -> None:
+def test_the_health_probe_through_the_virtual_ip_succeeds_over_https(
+    stack: Stack, monitoring: MonitoringLogins
+) -> None:
     """The blackbox exporter reaches the app's health check through the VIP,
     trusting the ACME CA, and knows when the certificate expires."""
-    base = f"http://{stack.one('monitoring').address}:9090"
     selector = f'{{job="blackbox_http",instance=~"https://{stack.vip}/.*"}}'
 
     def sample(metric: str) -> list[dict[str, Any]]:
-        return prometheus_query(base, metric + selector)
+        return prometheus_query(monitoring.prometheus, metric + selector)
 
     success = wait_for(
         lambda: sample("probe_success"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Groups whose hosts are part of the stack; `acme` (the lab's test CA) is not.
@@ -18,9 +19,9 @@ NOT_STACK = frozenset({"acme"})
 
 # Ports a client that belongs to no group may reach, by group. Everything
 # else a host listens on must be closed to it (tests/e2e/test_stack.py).
+# Prometheus and Alertmanager (9090, 9093) answer the operator network only.
 PUBLIC_PORTS: dict[str, frozenset[int]] = {
     "loadbalancers": frozenset({80, 443}),
-    "monitoring": frozenset({9090, 9093}),
 }
 
 FIGURE_PREFIX = "E2E-FIGURE"
@@ -119,6 +120,15 @@ def parse_stack(
     domains = {str(v["lab_domain"]) for v in hostvars.values() if v.get("lab_domain")}
     domain = domains.pop() if len(domains) == 1 else ""
     return Stack(kind, network, vips.pop(), inventory_path, tuple(hosts), acme, domain)
+
+
+def lab_dir(kind: str, root: Path, environ: Mapping[str, str]) -> Path:
+    """Where the target keeps its generated secrets and CAs (its `lab_dir`):
+    .lab/ for the lab, the scenario's ephemeral directory's lab/ for a
+    scenario composed like the lab (molecule/site)."""
+    if kind == "lab":
+        return root / ".lab"
+    return Path(environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "lab"
 
 
 def public_ports(groups: frozenset[str]) -> set[int]:

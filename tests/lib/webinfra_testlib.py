@@ -649,39 +649,8 @@ def parse_reach(targets: list[Target], stdout: str) -> dict[Target, bool]:
 # --- Monitoring (Prometheus, Alertmanager, console pages) -------------------
 
 
-def prometheus_query(base_url: str, expr: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """Instant query against Prometheus' HTTP API; returns the result vector."""
-    import requests
-
-    response = requests.get(f"{base_url}/api/v1/query", params={"query": expr}, timeout=timeout)
-    response.raise_for_status()
-    body: dict[str, Any] = response.json()
-    if body.get("status") != "success":
-        raise RuntimeError(f"query {expr!r} failed: {body}")
-    return list(body["data"]["result"])
-
-
-def prometheus_targets(base_url: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """Prometheus' active scrape targets (labels, health, lastError)."""
-    import requests
-
-    response = requests.get(f"{base_url}/api/v1/targets", timeout=timeout)
-    response.raise_for_status()
-    return list(response.json()["data"]["activeTargets"])
-
-
-def alertmanager_alerts(base_url: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The alerts Alertmanager holds as active (API v2, resolved ones excluded)."""
-    import requests
-
-    response = requests.get(
-        f"{base_url}/api/v2/alerts",
-        params={"active": "true", "silenced": "true", "inhibited": "true"},
-        timeout=timeout,
-    )
-    response.raise_for_status()
-    alerts: list[dict[str, Any]] = response.json()
-    return alerts
+# prometheus_query, prometheus_targets and alertmanager_alerts log in over
+# HTTPS: they live in webinfra_monitoring.
 
 
 def alerts_named(

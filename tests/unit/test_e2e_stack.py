@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from webinfra_e2e import (
     failure_tests_enabled,
     figure,
     group_members,
+    lab_dir,
     parse_figures,
     parse_listening,
     parse_stack,
@@ -144,7 +146,8 @@ def test_lookups_name_what_is_missing() -> None:
 
 def test_public_ports_follow_the_groups() -> None:
     assert public_ports(frozenset({"loadbalancers"})) == {80, 443}
-    assert public_ports(frozenset({"webservers", "monitoring"})) == {9090, 9093}
+    # Prometheus and Alertmanager answer the operator network only.
+    assert public_ports(frozenset({"webservers", "monitoring"})) == set()
     assert public_ports(frozenset({"databases", "db_primary"})) == set()
 
 
@@ -218,3 +221,10 @@ def test_a_success_before_the_failure_took_effect_is_not_a_recovery() -> None:
 
 def test_no_failure_after_the_event_means_no_outage() -> None:
     assert time_to_recover([(10.1, True), (10.2, True)], since=10.0) == 0.0
+
+
+def test_lab_dir_is_dot_lab_or_the_scenario_s_ephemeral_lab() -> None:
+    root = Path("/repo")
+    assert lab_dir("lab", root, {}) == Path("/repo/.lab")
+    env = {"MOLECULE_EPHEMERAL_DIRECTORY": "/tmp/molecule/site"}
+    assert lab_dir("scenario", root, env) == Path("/tmp/molecule/site/lab")

@@ -119,8 +119,15 @@ def test_stats_page_requires_the_password(stats_password: str) -> None:
     assert all(name in page.text for name in WEB)
 
 
-def test_prometheus_endpoint_reports_the_backends() -> None:
-    metrics = requests.get(f"http://{LB_IP}:8404/metrics", timeout=5).text
+def test_prometheus_endpoint_requires_the_stats_password_and_reports_the_backends(
+    stats_password: str,
+) -> None:
+    url = f"http://{LB_IP}:8404/metrics"
+    assert requests.get(url, timeout=5).status_code == 401
+    assert requests.get(url, auth=("admin", "wrong-password"), timeout=5).status_code == 401
+    response = requests.get(url, auth=("admin", stats_password), timeout=5)
+    assert response.status_code == 200
+    metrics = response.text
     for name in WEB:
         assert f'haproxy_server_status{{proxy="web",server="{name}",state="UP"}} 1' in metrics
 

@@ -17,6 +17,9 @@ WATCHED = [
     "/etc/prometheus/prometheus.yml",
     "/etc/prometheus/alertmanager.yml",
     "/etc/prometheus/rules/webinfra.rules.yml",
+    "/etc/prometheus/web.yml",
+    "/etc/prometheus/alertmanager-web.yml",
+    "/etc/prometheus/secrets/prometheus.password",
 ]
 
 
@@ -43,12 +46,27 @@ def _checksums(host: Host) -> dict[str, str]:
             {"monitoring_blackbox_ca_pem": "/etc/ssl/certs/ca-certificates.crt"},
             "monitoring_blackbox_ca_pem must be empty or PEM text",
         ),
+        (
+            {"monitoring_prometheus_web_password": "short"},
+            "monitoring_prometheus_web_password and monitoring_alertmanager_web_password",
+        ),
+        (
+            {"monitoring_operator_sources": ["10.0.0.0/33"]},
+            "monitoring_operator_sources must be a list of addresses or CIDRs",
+        ),
+        (
+            {"monitoring_haproxy_metrics_password": ""},
+            "set monitoring_haproxy_metrics_password",
+        ),
     ],
     ids=[
         "unknown-receiver-type",
         "malformed-scrape-interval",
         "webhook-url-not-a-url",
         "ca-pem-is-a-path",
+        "web-password-too-short",
+        "operator-source-not-a-network",
+        "haproxy-metrics-password-missing",
     ],
 )
 def test_wrong_variable_stops_the_play_before_any_change(

@@ -1,7 +1,7 @@
 """Prometheus scrapes the whole scenario, alerts reach Alertmanager and the
 webhook, and the console page shows the stack's live numbers.
 
-Tests query mon-01's HTTP APIs from the controller and act on the other
+Tests query mon-01's HTTPS APIs from the controller, with the logins and act on the other
 containers with docker exec; testinfra's host is mon-01.
 """
 
@@ -10,18 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import requests
-from monitoring_scenario import ADDRESSES, ALERTMANAGER, DB, LB, MON, PROMETHEUS, WEB
+from monitoring_scenario import ADDRESSES, DB, LB, MON, WEB, alertmanager, prometheus
 from testinfra.host import Host
+from webinfra_monitoring import alertmanager_alerts, prometheus_query, prometheus_targets
 from webinfra_testlib import (
-    alertmanager_alerts,
     alerts_named,
     burst,
     console_rows,
     docker,
     notified,
-    prometheus_query,
-    prometheus_targets,
     wait_for,
     webhook_notifications,
 )
@@ -54,7 +51,7 @@ def _target_keys(targets: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def _all_up() -> list[dict[str, Any]]:
-    targets = prometheus_targets(PROMETHEUS)
+    targets = prometheus_targets(prometheus())
     if _target_keys(targets) != EXPECTED_TARGETS:
         return []
     if any(t["health"] != "up" for t in targets):
@@ -66,7 +63,7 @@ def test_every_target_reports_up() -> None:
     try:
         wait_for(_all_up, timeout=60)
     except TimeoutError:
-        targets = prometheus_targets(PROMETHEUS)
+        targets = prometheus_targets(prometheus())
         report = [
             (t["labels"]["job"], t["labels"]["instance"], t["health"], t["lastError"])
             for t in targets
@@ -74,7 +71,7 @@ def test_every_target_reports_up() -> None:
         raise AssertionError(f"targets not all up: {report}") from None
     up = {
         (s["metric"]["job"], s["metric"]["instance"]): s["value"][1]
-        for s in prometheus_query(PROMETHEUS, "up")
+        for s in prometheus_query(prometheus(), "up")
     }
     assert set(up) == EXPECTED_TARGETS
     assert set(up.values()) == {"1"}
@@ -82,7 +79,7 @@ def test_every_target_reports_up() -> None:
 
 def test_probes_succeed_through_the_load_balancer() -> None:
     probes = wait_for(
-        lambda: prometheus_query(PROMETHEUS, 'probe_success{job="blackbox_http"} == 1'),
+        lambda: prometheus_query(prometheus(), 'probe_success{job="blackbox_http"} == 1'),
         timeout=30,
         accept=lambda result: len(result) == 2,
     )
@@ -94,14 +91,14 @@ def test_probes_succeed_through_the_load_balancer() -> None:
 
 def test_https_probe_reports_the_certificate_expiry() -> None:
     # prepare.yml gave the load balancer a certificate valid for 90 days.
-    result = prometheus_query(PROMETHEUS, "(probe_ssl_earliest_cert_expiry - time()) / 86400")
+    result = prometheus_query(prometheus(), "(probe_ssl_earliest_cert_expiry - time()) / 86400")
     assert len(result) == 1
     assert result[0]["metric"]["instance"] == f"https://{ADDRESSES[LB]}/health"
     assert 88 < float(result[0]["value"][1]) <= 90
 
 
 def test_no_alert_fires_on_the_healthy_stack() -> None:
-    firing = [a for a in alertmanager_alerts(ALERTMANAGER) if a["status"]["state"] == "active"]
+    firing = [a for a in alertmanager_alerts(alertmanager()) if a["status"]["state"] == "active"]
     assert firing == []
 
 
@@ -126,7 +123,7 @@ def test_mysqld_exporter_user_has_least_privilege() -> None:
     assert "GRANT SELECT ON *.*" not in grants
     assert "SELECT ON `performance_schema`.*" in grants
     assert "MAX_USER_CONNECTIONS 3" in grants
-    up = prometheus_query(PROMETHEUS, "mysql_up")
+    up = prometheus_query(prometheus(), "mysql_up")
     assert [(s["metric"]["instance"], s["metric"]["db_role"], s["value"][1]) for s in up] == [
         (DB, "primary", "1")
     ]
@@ -138,9 +135,10 @@ def test_console_page_renders_live_values() -> None:
     assert sent.failed == 0, sent.errors
 
     def page() -> str:
-        response = requests.get(f"{PROMETHEUS}/consoles/webinfra.html", timeout=10)
+        response = prometheus().get("/consoles/webinfra.html")
         response.raise_for_status()
-        return response.text
+        text: str = response.text
+        return text
 
     def rates(html: str) -> dict[str, float]:
         return {r.attrs["tier"]: float(r.cells[2]) for r in console_rows(html, "request-rate")}
@@ -189,7 +187,7 @@ def test_stopping_nginx_fires_its_alert_and_starting_it_resolves_it(host: Host) 
     stopped = time.monotonic()
     try:
         alerts = wait_for(
-            lambda: alertmanager_alerts(ALERTMANAGER),
+            lambda: alertmanager_alerts(alertmanager()),
             timeout=ALERT_DEADLINE,
             interval=1,
             accept=lambda a: bool(alerts_named(a, "NginxDown", instance=WEB)),
@@ -201,7 +199,7 @@ def test_stopping_nginx_fires_its_alert_and_starting_it_resolves_it(host: Host) 
         # The load balancer sees it too: its server is down and the app's
         # health check through it fails.
         wait_for(
-            lambda: alertmanager_alerts(ALERTMANAGER),
+            lambda: alertmanager_alerts(alertmanager()),
             timeout=ALERT_DEADLINE,
             interval=1,
             accept=lambda a: (
@@ -222,7 +220,7 @@ def test_stopping_nginx_fires_its_alert_and_starting_it_resolves_it(host: Host) 
         docker("exec", WEB, "systemctl", "start", "nginx")
 
     wait_for(
-        lambda: alertmanager_alerts(ALERTMANAGER),
+        lambda: alertmanager_alerts(alertmanager()),
         timeout=ALERT_DEADLINE,
         interval=1,
         accept=lambda a: (

@@ -1,0 +1,126 @@
+"""Prometheus and Alertmanager as an operator reaches them: HTTPS, verified
+against the monitoring role's CA, with a basic-auth login.
+
+Used by the monitoring scenario, tests/e2e and the tools: every query of
+Prometheus or Alertmanager goes through a WebLogin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Where the monitoring role keeps the CA that signed the host's certificate
+# (a copy of the controller's ca.crt) and the ports it listens on.
+HOST_CA_FILE = "/etc/prometheus/tls/ca.crt"
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+# Names of the password lookup files (under a secrets folder) the lab and
+# the scenarios generate for the two logins.
+PROMETHEUS_SECRET = "monitoring_prometheus"
+ALERTMANAGER_SECRET = "monitoring_alertmanager"
+
+
+def https_base_url(address: str, port: int) -> str:
+    """https://address:port, with an IPv6 address in brackets."""
+    host = f"[{address}]" if ":" in address else address
+    return f"https://{host}:{port}"
+
+
+def lookup_file_secret(text: str) -> str:
+    """The password in a file written by ansible's password lookup.
+
+    The file holds the password, optionally followed by ` salt=...`.
+    """
+    words = text.split()
+    if not words:
+        raise ValueError("the password file is empty")
+    return words[0]
+
+
+def read_secret(folder: Path, name: str) -> str:
+    """The password the lookup generated as `folder/name`."""
+    return lookup_file_secret((folder / name).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class WebLogin:
+    """One daemon's web endpoint and the login it takes."""
+
+    base_url: str
+    user: str
+    password: str
+    # CA bundle that signed the daemon's certificate (verification is never off).
+    ca_file: str
+
+    def get(
+        self,
+        path: str,
+        params: dict[str, str] | None = None,
+        *,
+        login: bool = True,
+        password: str | None = None,
+        timeout: float = 10.0,
+    ) -> Any:
+        """GET base_url + path over verified TLS; a requests.Response.
+
+        With `login` false no credentials are sent; `password` replaces this
+        login's password (to try a wrong one).
+        """
+        import requests
+
+        auth = (self.user, self.password if password is None else password) if login else None
+        return requests.get(
+            f"{self.base_url}{path}",
+            params=params,
+            auth=auth,
+            verify=self.ca_file,
+            timeout=timeout,
+        )
+
+    def json(self, path: str, params: dict[str, str] | None = None, timeout: float = 10.0) -> Any:
+        response = self.get(path, params, timeout=timeout)
+        response.raise_for_status()
+        return response.json()
+
+
+@dataclass(frozen=True)
+class MonitoringLogins:
+    """Both daemons of one monitoring host."""
+
+    prometheus: WebLogin
+    alertmanager: WebLogin
+
+
+def prometheus_query(
+    prometheus: WebLogin, expr: str, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """Instant query against Prometheus' HTTP API; returns the result vector."""
+    body: dict[str, Any] = prometheus.json("/api/v1/query", {"query": expr}, timeout)
+    if body.get("status") != "success":
+        raise RuntimeError(f"query {expr!r} failed: {body}")
+    return list(body["data"]["result"])
+
+
+def prometheus_targets(prometheus: WebLogin, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Prometheus' active scrape targets (labels, health, lastError)."""
+    body: dict[str, Any] = prometheus.json("/api/v1/targets", timeout=timeout)
+    return list(body["data"]["activeTargets"])
+
+
+def alertmanager_alerts(alertmanager: WebLogin, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The alerts Alertmanager holds as active (API v2, resolved ones excluded)."""
+    params = {"active": "true", "silenced": "true", "inhibited": "true"}
+    alerts: list[dict[str, Any]] = alertmanager.json("/api/v2/alerts", params, timeout)
+    return alerts
+
+
+def login_statuses(login: WebLogin, path: str) -> dict[str, int]:
+    """HTTP status of `path` without credentials, with a wrong password and
+    with the right login, each over verified TLS."""
+    return {
+        "anonymous": int(login.get(path, login=False).status_code),
+        "wrong password": int(login.get(path, password=login.password + "-wrong").status_code),
+        "login": int(login.get(path).status_code),
+    }
