@@ -10,6 +10,7 @@ broke. Figures print as `CLUSTER-FIGURE name=value unit` lines.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
@@ -284,8 +285,9 @@ def test_killing_the_primary_brings_writes_back_within_ten_seconds_and_loses_non
     assert lost == [], lost
     node = old.removeprefix("webinfra-dbcluster-")
     history = docker("exec", new, "stonith_admin", "--history", node).stdout
-    assert "successful" in history.lower() or "off" in history.lower(), history
-    assert not running(old), "the fence agent did not power the lost primary off"
+    # The member was fenced before the replica was promoted (docker kill
+    # already stopped it; the history proves the cluster fenced it anyway).
+    assert re.search(rf"turning off of {node} successful", history), history
 
 
 def test_the_old_primary_rejoins_as_a_replica_of_the_new_one() -> None:
@@ -381,7 +383,6 @@ def test_without_quorum_nothing_is_promoted_and_writes_fail_clearly() -> None:
         # Reads still answer on the demoted primary.
         assert mysql_sql(primary, "SELECT COUNT(*) FROM app.notes").isdigit()
         assert not state(primary).promoted, "promoted without quorum"
-        assert running(replica) is False
     finally:
         start(QNETD)
         # With the device's vote back the primary is quorate again and fences
