@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 
 from tools.run_tests import (
+    GATES,
+    MIN_ANSIBLE_SCENARIOS,
+    MIN_VENV_BIN,
+    VENV_BIN,
     MoleculeRun,
     Outcome,
     Report,
@@ -34,6 +38,20 @@ def test_plan_runs_smoke_and_site_on_both_releases_heaviest_first() -> None:
         MoleculeRun("smoke", "12"),
         MoleculeRun("smoke", "13"),
     ]
+
+
+def test_oldest_ansible_runs_have_their_own_venv_label_and_log() -> None:
+    normal, oldest = MoleculeRun("smoke", "12"), MoleculeRun("smoke", "12", oldest_ansible=True)
+    assert (normal.bin_dir, oldest.bin_dir) == (VENV_BIN, MIN_VENV_BIN)
+    assert oldest.label == "molecule smoke (Debian 12, oldest ansible-core)"
+    assert oldest.log != normal.log
+    assert oldest.log.name == "molecule-smoke-debian12-min-ansible.log"
+
+
+def test_galaxy_and_oldest_ansible_gates_run_before_molecule() -> None:
+    assert GATES.index("galaxy") < GATES.index("molecule")
+    assert GATES.index("min-ansible") < GATES.index("molecule")
+    assert MIN_ANSIBLE_SCENARIOS == ("smoke",)
 
 
 def test_explicit_distro_overrides_the_plan() -> None:
