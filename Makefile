@@ -59,7 +59,7 @@ converge: setup ## Converge one scenario and keep it: make converge SCENARIO=hap
 verify: venv ## Run the tests of a converged scenario: make verify SCENARIO=haproxy
 	molecule verify -s $(SCENARIO)
 
-test: setup ## Run every test: lint, unit, sanity, build, all molecule scenarios
+test: setup ## Run every test: lint, unit, sanity, build, galaxy, min-ansible, all molecule scenarios
 	@$(VENV)/bin/python tools/run_tests.py all
 
 e2e: venv ## End-to-end tests against the lab (make demo first; WEBINFRA_E2E_FAILURE=1 adds the failure tests)
