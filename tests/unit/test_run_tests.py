@@ -15,8 +15,10 @@ from tools.run_tests import (
     Outcome,
     Report,
     discover_scenarios,
+    example_secrets,
     parse_pinned_pip,
     plan_molecule,
+    preflight_command,
     shipped,
 )
 
@@ -52,6 +54,25 @@ def test_galaxy_and_oldest_ansible_gates_run_before_molecule() -> None:
     assert GATES.index("galaxy") < GATES.index("molecule")
     assert GATES.index("min-ansible") < GATES.index("molecule")
     assert MIN_ANSIBLE_SCENARIOS == ("smoke",)
+
+
+def test_example_secrets_cover_every_vault_name(tmp_path: Path) -> None:
+    (tmp_path / "group_vars" / "all").mkdir(parents=True)
+    (tmp_path / "group_vars" / "all" / "main.yml").write_text(
+        'a: "{{ vault_a_password }}"\nb: "{{ vault_b }}" # vault_a_password again\n'
+    )
+    secrets = example_secrets(tmp_path)
+    assert sorted(secrets) == ["vault_a_password", "vault_b"]
+    assert all(len(v) >= 12 for v in secrets.values())
+
+
+def test_preflight_run_only_reads_on_the_controller(tmp_path: Path) -> None:
+    cmd = preflight_command(MIN_VENV_BIN, tmp_path / "s.json")
+    assert cmd[0] == str(MIN_VENV_BIN / "ansible-playbook")
+    assert cmd[cmd.index("--tags") + 1] == "preflight"
+    assert "--check" in cmd
+    assert "ansible_connection=local ansible_become=false" in cmd
+    assert cmd[-1] == f"@{tmp_path / 's.json'}"
 
 
 def test_explicit_distro_overrides_the_plan() -> None:

@@ -165,6 +165,12 @@ def test_a_phase_tag_alone_runs_the_role_preflight(
     assert broken == [], "phase tags that would run without the role's preflight"
 
 
+def test_no_task_is_tagged_preflight(listings: dict[str, list[ListedTask]]) -> None:
+    """--tags preflight (the min-ansible gate) must select the always-tagged tasks only."""
+    tagged = [t.name for tasks in listings.values() for t in tasks if "preflight" in t.tags]
+    assert tagged == []
+
+
 def test_the_selection_rule_matches_ansible(
     listings: dict[str, list[ListedTask]], tmp_path: Path
 ) -> None:
