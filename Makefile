@@ -12,7 +12,7 @@ export WEBINFRA_IMAGE ?= $(or $(WEBINFRA_IMAGE_DEBIAN$(DISTRO)),webinfra/systemd
 # Scenario for `make molecule` and `make converge`.
 SCENARIO ?= smoke
 
-.PHONY: help setup venv docker aptproxy images lint unit sanity build molecule converge verify \
+.PHONY: help setup venv docker aptproxy images lint unit sanity build galaxy min-ansible molecule converge verify \
         test e2e demo demo-down bench clean
 
 help: ## List the targets
@@ -20,7 +20,7 @@ help: ## List the targets
 
 setup: venv docker aptproxy images ## Install everything the tests and the lab need
 
-venv: ## Create .venv with the pinned controller tools
+venv: ## Create .venv with the pinned controller tools, and .venv-min with the oldest ansible-core
 	@scripts/setup-venv.sh
 
 docker: ## Install and start the Docker engine when needed
@@ -44,6 +44,12 @@ sanity: venv ## ansible-test sanity on the local Python
 build: venv ## Build the collection and syntax-check it from a consumer project
 	@$(VENV)/bin/python tools/run_tests.py build
 
+galaxy: venv ## Build the collection and import it with galaxy-importer (no error or warning allowed)
+	@$(VENV)/bin/python tools/run_tests.py galaxy
+
+min-ansible: setup ## Syntax check and smoke scenario with the oldest ansible-core claimed (.venv-min)
+	@$(VENV)/bin/python tools/run_tests.py min-ansible
+
 molecule: setup ## Run one scenario: make molecule SCENARIO=haproxy [DISTRO=13]
 	molecule test -s $(SCENARIO)
 
@@ -53,7 +59,7 @@ converge: setup ## Converge one scenario and keep it: make converge SCENARIO=hap
 verify: venv ## Run the tests of a converged scenario: make verify SCENARIO=haproxy
 	molecule verify -s $(SCENARIO)
 
-test: setup ## Run every test: lint, unit, sanity, build, all molecule scenarios
+test: setup ## Run every test: lint, unit, sanity, build, galaxy, min-ansible, all molecule scenarios
 	@$(VENV)/bin/python tools/run_tests.py all
 
 e2e: venv ## End-to-end tests against the lab (make demo first; WEBINFRA_E2E_FAILURE=1 adds the failure tests)
@@ -69,4 +75,4 @@ bench: setup ## Benchmark the lab (paths, converge, memory, failures); report in
 	@$(VENV)/bin/python tools/bench.py $(BENCH_ARGS)
 
 clean: demo-down ## Remove the lab, build artefacts and the virtualenv
-	rm -rf $(VENV) .cache *.tar.gz
+	rm -rf $(VENV) .venv-min .cache *.tar.gz

@@ -4,7 +4,13 @@
     python tools/run_tests.py lint unit  # a selection
     python tools/run_tests.py molecule --scenario haproxy --distro 13
 
-Gates: lint, unit, sanity, build, molecule. The molecule gate runs every
+Gates: lint, unit, sanity, build, galaxy, min-ansible, molecule. galaxy
+imports the built artefact with galaxy-importer (tools/galaxy_import.py) and
+fails on any error or warning or an undocumented plugin. min-ansible runs
+the playbooks' syntax check, a check-mode run of every role's preflight on
+the example inventory (the controller standing in for every host) and the
+MIN_ANSIBLE_SCENARIOS with .venv-min, the oldest ansible-core
+meta/runtime.yml claims. The molecule gate runs every
 scenario on Debian 12 and the scenarios in ALSO_ON_DEBIAN_13 on Debian 13 too,
 WEBINFRA_TEST_JOBS (default 2) at a time, never two runs of one scenario at
 once (they share container names). Each run's output goes to
@@ -16,7 +22,9 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,8 +40,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
+MIN_VENV_BIN = ROOT / ".venv-min" / "bin"
 LOG_DIR = ROOT / ".cache" / "test-logs"
-GATES = ("lint", "unit", "sanity", "build", "molecule")
+GATES = ("lint", "unit", "sanity", "build", "galaxy", "min-ansible", "molecule")
+# Scenarios the min-ansible gate runs (Debian 12) with the oldest ansible-core.
+MIN_ANSIBLE_SCENARIOS = ("smoke",)
+EXAMPLE_INVENTORY = ROOT / "inventory" / "example"
+VAULT_NAME = re.compile(r"\bvault_[a-z0-9_]+\b")
 ALSO_ON_DEBIAN_13 = ("smoke", "site", "mysql")
 # Longest first, so the slowest scenarios do not start last.
 SCENARIO_WEIGHT = {
@@ -62,14 +75,22 @@ class Outcome:
 class MoleculeRun:
     scenario: str
     distro: str
+    # Run with .venv-min (the oldest ansible-core claimed) instead of .venv.
+    oldest_ansible: bool = False
 
     @property
     def label(self) -> str:
-        return f"molecule {self.scenario} (Debian {self.distro})"
+        suffix = ", oldest ansible-core" if self.oldest_ansible else ""
+        return f"molecule {self.scenario} (Debian {self.distro}{suffix})"
 
     @property
     def log(self) -> Path:
-        return LOG_DIR / f"molecule-{self.scenario}-debian{self.distro}.log"
+        suffix = "-min-ansible" if self.oldest_ansible else ""
+        return LOG_DIR / f"molecule-{self.scenario}-debian{self.distro}{suffix}.log"
+
+    @property
+    def bin_dir(self) -> Path:
+        return MIN_VENV_BIN if self.oldest_ansible else VENV_BIN
 
 
 @dataclass
@@ -143,9 +164,9 @@ def image_for(distro: str) -> str:
     return os.environ.get(f"WEBINFRA_IMAGE_DEBIAN{distro}") or f"webinfra/systemd-debian:{distro}"
 
 
-def molecule_env(distro: str) -> dict[str, str]:
+def molecule_env(distro: str, bin_dir: Path = VENV_BIN) -> dict[str, str]:
     env = dict(os.environ)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / ".venv" / "collections")
     env["WEBINFRA_DISTRO"] = distro
     env["WEBINFRA_IMAGE"] = image_for(distro)
@@ -157,13 +178,14 @@ def molecule_env(distro: str) -> dict[str, str]:
 
 def run_molecule(item: MoleculeRun, report: Report) -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    env = molecule_env(item.distro)
+    env = molecule_env(item.distro, item.bin_dir)
+    molecule = str(item.bin_dir / "molecule")
     with PRINT_LOCK:
         say(f"[....] {item.label}: started (log {item.log.relative_to(ROOT)})")
     start = time.monotonic()
     with item.log.open("w", encoding="utf-8") as log:
         proc = subprocess.Popen(
-            [tool("molecule"), "test", "-s", item.scenario],
+            [molecule, "test", "-s", item.scenario],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -178,7 +200,7 @@ def run_molecule(item: MoleculeRun, report: Report) -> None:
             rc = -1
             detail = f": timed out after {SCENARIO_TIMEOUT} s"
             subprocess.run(
-                [tool("molecule"), "destroy", "-s", item.scenario],
+                [molecule, "destroy", "-s", item.scenario],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -336,9 +358,8 @@ def bundled_collection_roots() -> list[str]:
     return [str(Path(p).parent) for p in spec.submodule_search_locations]
 
 
-def gate_build(report: Report) -> None:
-    """Build the collection, install the tarball offline into a consumer project."""
-    start = time.monotonic()
+def build_collection() -> Path | None:
+    """Build the artefact into .cache/build; its path, or None when the build fails."""
     build_dir = ROOT / ".cache" / "build"
     shutil.rmtree(build_dir, ignore_errors=True)
     build_dir.mkdir(parents=True)
@@ -346,7 +367,14 @@ def gate_build(report: Report) -> None:
         [tool("ansible-galaxy"), "collection", "build", "--force", "--output-path", str(build_dir)]
     )
     tarballs = sorted(build_dir.glob("webinfra-stack-*.tar.gz"))
-    if ok and tarballs:
+    return tarballs[-1] if ok and tarballs else None
+
+
+def gate_build(report: Report) -> None:
+    """Build the collection, install the tarball offline into a consumer project."""
+    start = time.monotonic()
+    tarball = build_collection()
+    if tarball is not None:
         with tempfile.TemporaryDirectory(prefix="webinfra-consumer-") as tmp:
             consumer = Path(tmp)
             env = dict(os.environ)
@@ -365,7 +393,7 @@ def gate_build(report: Report) -> None:
                     "--offline",
                     "-p",
                     str(consumer / "collections"),
-                    str(tarballs[-1]),
+                    str(tarball),
                 ],
                 cwd=consumer,
                 env=env,
@@ -383,6 +411,87 @@ def gate_build(report: Report) -> None:
     else:
         ok = False
     report.add(Outcome("collection build and consumer syntax check", ok, time.monotonic() - start))
+
+
+def gate_galaxy(report: Report) -> None:
+    """galaxy-importer on the built artefact: no error, no warning, every plugin documented."""
+    start = time.monotonic()
+    tarball = build_collection()
+    ok = tarball is not None and run(
+        [tool("python"), str(ROOT / "tools" / "galaxy_import.py"), str(tarball)],
+        cwd=ROOT / ".cache" / "build",
+    )
+    report.add(Outcome("galaxy-importer and ansible-doc", ok, time.monotonic() - start))
+
+
+def playbooks() -> list[Path]:
+    return sorted((ROOT / "playbooks").glob("*.yml"))
+
+
+def example_secrets(example: Path = EXAMPLE_INVENTORY) -> dict[str, str]:
+    """Stand-in values for the vault_* secrets the example inventory reads."""
+    names: set[str] = set()
+    for path in sorted((example / "group_vars").rglob("*.yml")):
+        names.update(VAULT_NAME.findall(path.read_text(encoding="utf-8")))
+    return {name: f"{name}-not-a-secret" for name in sorted(names)}
+
+
+def preflight_command(bin_dir: Path, extra_vars: Path) -> list[str]:
+    """site.yml on the example inventory with only the always-tagged tasks, in check mode.
+
+    No task carries the tag `preflight`, so --tags preflight runs exactly what
+    runs whatever the tags: the inventory checks and every role's argument
+    validation, preflight and published rules. They only read, and every
+    host is the controller itself (connection local): the whole stack's
+    variables and facts go through each role's preflight with no container.
+    """
+    return [
+        str(bin_dir / "ansible-playbook"),
+        "-i",
+        str(EXAMPLE_INVENTORY),
+        str(ROOT / "playbooks" / "site.yml"),
+        "--tags",
+        "preflight",
+        "--check",
+        "-e",
+        "ansible_connection=local ansible_become=false",
+        "-e",
+        "ansible_python_interpreter={{ ansible_playbook_python }}",
+        "-e",
+        f"@{extra_vars}",
+    ]
+
+
+def run_preflight_only(bin_dir: Path, env: dict[str, str]) -> bool:
+    with tempfile.TemporaryDirectory(prefix="webinfra-preflight-") as tmp:
+        extra_vars = Path(tmp) / "secrets.json"
+        extra_vars.write_text(json.dumps(example_secrets()), encoding="utf-8")
+        return run(preflight_command(bin_dir, extra_vars), env=env)
+
+
+def gate_min_ansible(report: Report) -> None:
+    """The playbooks and MIN_ANSIBLE_SCENARIOS with the oldest ansible-core claimed."""
+    if not (MIN_VENV_BIN / "ansible-playbook").exists():
+        say(f"{MIN_VENV_BIN} is missing: run `make venv` (scripts/setup-venv.sh) first")
+        report.add(Outcome("oldest ansible-core", False, 0.0, ": .venv-min is missing"))
+        return
+    env = molecule_env("12", MIN_VENV_BIN)
+    start = time.monotonic()
+    ok = run([str(MIN_VENV_BIN / "ansible-playbook"), "--version"], env=env) and all(
+        run(
+            [str(MIN_VENV_BIN / "ansible-playbook"), "-i", "localhost,", "--syntax-check", str(p)],
+            env=env,
+        )
+        for p in playbooks()
+    )
+    report.add(
+        Outcome("playbooks syntax check (oldest ansible-core)", ok, time.monotonic() - start)
+    )
+    start = time.monotonic()
+    ok = run_preflight_only(MIN_VENV_BIN, env)
+    report.add(Outcome("whole-stack preflight (oldest ansible-core)", ok, time.monotonic() - start))
+    for scenario in MIN_ANSIBLE_SCENARIOS:
+        run_molecule(MoleculeRun(scenario, "12", oldest_ansible=True), report)
 
 
 def gate_molecule(report: Report, scenarios: Sequence[str], distros: Sequence[str] | None) -> None:
@@ -418,6 +527,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             gate_sanity(report)
         elif gate == "build":
             gate_build(report)
+        elif gate == "galaxy":
+            gate_galaxy(report)
+        elif gate == "min-ansible":
+            gate_min_ansible(report)
         elif gate == "molecule":
             gate_molecule(report, args.scenario or discover_scenarios(), args.distro)
     say(report.summary())

@@ -7,12 +7,18 @@ from pathlib import Path
 import pytest
 
 from tools.run_tests import (
+    GATES,
+    MIN_ANSIBLE_SCENARIOS,
+    MIN_VENV_BIN,
+    VENV_BIN,
     MoleculeRun,
     Outcome,
     Report,
     discover_scenarios,
+    example_secrets,
     parse_pinned_pip,
     plan_molecule,
+    preflight_command,
     shipped,
 )
 
@@ -34,6 +40,39 @@ def test_plan_runs_smoke_and_site_on_both_releases_heaviest_first() -> None:
         MoleculeRun("smoke", "12"),
         MoleculeRun("smoke", "13"),
     ]
+
+
+def test_oldest_ansible_runs_have_their_own_venv_label_and_log() -> None:
+    normal, oldest = MoleculeRun("smoke", "12"), MoleculeRun("smoke", "12", oldest_ansible=True)
+    assert (normal.bin_dir, oldest.bin_dir) == (VENV_BIN, MIN_VENV_BIN)
+    assert oldest.label == "molecule smoke (Debian 12, oldest ansible-core)"
+    assert oldest.log != normal.log
+    assert oldest.log.name == "molecule-smoke-debian12-min-ansible.log"
+
+
+def test_galaxy_and_oldest_ansible_gates_run_before_molecule() -> None:
+    assert GATES.index("galaxy") < GATES.index("molecule")
+    assert GATES.index("min-ansible") < GATES.index("molecule")
+    assert MIN_ANSIBLE_SCENARIOS == ("smoke",)
+
+
+def test_example_secrets_cover_every_vault_name(tmp_path: Path) -> None:
+    (tmp_path / "group_vars" / "all").mkdir(parents=True)
+    (tmp_path / "group_vars" / "all" / "main.yml").write_text(
+        'a: "{{ vault_a_password }}"\nb: "{{ vault_b }}" # vault_a_password again\n'
+    )
+    secrets = example_secrets(tmp_path)
+    assert sorted(secrets) == ["vault_a_password", "vault_b"]
+    assert all(len(v) >= 12 for v in secrets.values())
+
+
+def test_preflight_run_only_reads_on_the_controller(tmp_path: Path) -> None:
+    cmd = preflight_command(MIN_VENV_BIN, tmp_path / "s.json")
+    assert cmd[0] == str(MIN_VENV_BIN / "ansible-playbook")
+    assert cmd[cmd.index("--tags") + 1] == "preflight"
+    assert "--check" in cmd
+    assert "ansible_connection=local ansible_become=false" in cmd
+    assert cmd[-1] == f"@{tmp_path / 's.json'}"
 
 
 def test_explicit_distro_overrides_the_plan() -> None:
