@@ -25,17 +25,23 @@ import pytest
 import requests
 from webinfra_e2e import Stack, figure, time_to_recover
 from webinfra_testlib import (
-    PROBE_LOOP_SCRIPT,
     PatientTlsBackgroundBurst,
     alternating_sample,
     ansible_playbook,
     docker,
     haproxy_server_status,
-    longest_outage,
     mysql_replica_status,
     mysql_sql,
-    parse_probe_samples,
     wait_for,
+)
+from webinfra_vip_probe import (
+    VipRequest,
+    clients_seen,
+    describe,
+    failures_by_kind,
+    finish_vip_probe,
+    longest_gap,
+    start_vip_probe,
 )
 
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
@@ -227,17 +233,12 @@ def test_killing_a_web_server_under_load_fails_no_get(stack: Stack, report: Repo
 
 
 @pytest.fixture
-def probe_loop(probe: str, stack: Stack) -> Iterator[Callable[[float], subprocess.Popen[str]]]:
-    """Start PROBE_LOOP_SCRIPT in the probe: fresh HTTPS requests to the VIP."""
+def vip_clients(probe: str, stack: Stack) -> Iterator[Callable[[float], subprocess.Popen[str]]]:
+    """Start four impatient clients in the probe: a fresh TLS connection per GET, 1 s timeout."""
     started: list[subprocess.Popen[str]] = []
 
     def start(duration: float) -> subprocess.Popen[str]:
-        args = [stack.vip, "443", str(duration), "0.02", "0.5", "https"]
-        loop = subprocess.Popen(
-            ["docker", "exec", probe, "python3", "-c", PROBE_LOOP_SCRIPT, *args],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        loop = start_vip_probe(probe, stack.vip, duration=duration, clients=4, timeout=1.0)
         started.append(loop)
         return loop
 
@@ -248,23 +249,26 @@ def probe_loop(probe: str, stack: Stack) -> Iterator[Callable[[float], subproces
 
 
 def test_killing_the_master_load_balancer_moves_the_vip_within_a_second(
-    stack: Stack, report: Report, probe_loop: Callable[[float], subprocess.Popen[str]]
+    stack: Stack, report: Report, vip_clients: Callable[[float], subprocess.Popen[str]]
 ) -> None:
     master = vip_holders(stack)[0]
     backup = next(lb.container for lb in stack.group("loadbalancers") if lb.container != master)
     try:
-        loop = probe_loop(8)
+        loop = vip_clients(8)
         time.sleep(2)
         docker("kill", master)
-        samples = parse_probe_samples(loop.communicate(timeout=60)[0])
-        outage = longest_outage(samples)
-        failed = sum(1 for s in samples if not s.ok)
+        requests: list[VipRequest] = finish_vip_probe(loop)
+        outage = longest_gap(requests)
+        failures = failures_by_kind(requests)
         report("vip_outage", round(outage * 1000), "ms")
-        report("vip_failed_requests", failed, "requests")
-        report("vip_requests", len(samples), "requests")
-        assert len(samples) > 50, "the probe loop sent too few requests"
-        assert samples[-1].ok, samples[-5:]
-        assert outage < 1.0, f"outage of {outage:.3f} s through the VIP"
+        report("vip_failed_requests", sum(failures.values()), "requests")
+        report("vip_refused_requests", failures["ConnectionRefusedError"], "requests")
+        report("vip_requests", len(requests), "requests")
+        assert len(requests) > 50, "the probe sent too few requests"
+        assert clients_seen(requests) == {0, 1, 2, 3}
+        assert requests[-1].ok, describe(requests)
+        assert outage < 1.0, f"no answer for {outage:.3f} s through the VIP: {describe(requests)}"
+        assert failures["ConnectionRefusedError"] <= 20, describe(requests)
         assert vip_holders(stack) == [backup]
     finally:
         restart(master, "keepalived", "haproxy")
