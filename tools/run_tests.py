@@ -47,7 +47,9 @@ GATES = ("lint", "unit", "sanity", "build", "galaxy", "min-ansible", "molecule")
 MIN_ANSIBLE_SCENARIOS = ("smoke",)
 EXAMPLE_INVENTORY = ROOT / "inventory" / "example"
 VAULT_NAME = re.compile(r"\bvault_[a-z0-9_]+\b")
-ALSO_ON_DEBIAN_13 = ("smoke", "site", "mysql")
+# The MariaDB roles run on Debian 13 in the site scenario; the mysql scenario
+# (their day-2 tests) runs on Debian 12 only, to keep make test within its time.
+ALSO_ON_DEBIAN_13 = ("smoke", "site")
 # Longest first, so the slowest scenarios do not start last.
 SCENARIO_WEIGHT = {
     "site": 100,
