@@ -322,8 +322,13 @@ def test_the_old_primary_rejoins_as_a_replica_of_the_new_one() -> None:
     status = mysql_replica_status(old)
     assert status["Master_Host"] == DB[new], status
     assert status["Slave_IO_Running"] == "Yes" and status["Slave_SQL_Running"] == "Yes", status
-    # No errant transaction: both hold the same GTID history.
-    positions = {c: mysql_sql(c, "SELECT @@GLOBAL.gtid_current_pos") for c in DB}
+    # No errant transaction: both hold the same GTID history (once the
+    # replica has applied what it received).
+    positions = wait_for(
+        lambda: {c: mysql_sql(c, "SELECT @@GLOBAL.gtid_current_pos") for c in DB},
+        timeout=10,
+        accept=lambda p: len(set(p.values())) == 1,
+    )
     assert len(set(positions.values())) == 1, positions
 
 
