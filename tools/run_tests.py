@@ -11,7 +11,7 @@ the playbooks' syntax check, a check-mode run of every role's preflight on
 the example inventory (the controller standing in for every host) and the
 MIN_ANSIBLE_SCENARIOS with .venv-min, the oldest ansible-core
 meta/runtime.yml claims. The molecule gate runs every
-scenario on Debian 12 and the scenarios in ALSO_ON_DEBIAN_13 on Debian 13 too,
+scenario on the Debian releases SCENARIO_DISTROS names (Debian 12 by default),
 WEBINFRA_TEST_JOBS (default 2) at a time, never two runs of one scenario at
 once (they share container names). Each run's output goes to
 .cache/test-logs/; a failed run prints the end of its log.
@@ -47,9 +47,16 @@ GATES = ("lint", "unit", "sanity", "build", "galaxy", "min-ansible", "molecule")
 MIN_ANSIBLE_SCENARIOS = ("smoke",)
 EXAMPLE_INVENTORY = ROOT / "inventory" / "example"
 VAULT_NAME = re.compile(r"\bvault_[a-z0-9_]+\b")
-# The MariaDB roles run on Debian 13 in the site scenario; the mysql scenario
-# (their day-2 tests) runs on Debian 12 only, to keep make test within its time.
-ALSO_ON_DEBIAN_13 = ("smoke", "site")
+# The Debian releases a scenario runs on; Debian 12 when it is not listed.
+# Debian 13 gets the whole stack from site_seed (every role but keepalived and
+# monitoring, which run there on their own); the site scenario, with the
+# failure tests, and the per-role day-2 tests run on Debian 12.
+SCENARIO_DISTROS: dict[str, tuple[str, ...]] = {
+    "smoke": ("12", "13"),
+    "site_seed": ("13",),
+    "keepalived": ("12", "13"),
+    "monitoring": ("12", "13"),
+}
 # Longest first, so the slowest scenarios do not start last.
 SCENARIO_WEIGHT = {
     "site": 100,
@@ -144,32 +151,20 @@ def timed(report: Report, name: str, steps: Iterable[Sequence[str]]) -> None:
     report.add(Outcome(name, ok, time.monotonic() - start))
 
 
-# Scenarios `make test` does not run yet, with the reason it prints. Each is
-# an open issue's work in progress: run it with `make molecule SCENARIO=...`.
-NOT_YET_IN_MAKE_TEST = {
-    "db_cluster": (
-        "issue 12 is open: its kill test asserts writes back within 10 s of the kill, "
-        "and the write IP moves in about 11 s on this machine"
-    ),
-}
-
-
 def discover_scenarios(root: Path = ROOT) -> list[str]:
-    """Scenario names under molecule/, the shared resources and NOT_YET_IN_MAKE_TEST excluded."""
+    """Scenario names under molecule/ (the shared resources folder is none)."""
     return sorted(
-        p.parent.name
-        for p in (root / "molecule").glob("*/molecule.yml")
-        if p.parent.is_dir() and p.parent.name not in NOT_YET_IN_MAKE_TEST
+        p.parent.name for p in (root / "molecule").glob("*/molecule.yml") if p.parent.is_dir()
     )
 
 
 def plan_molecule(
     scenarios: Sequence[str], distros: Sequence[str] | None = None
 ) -> list[MoleculeRun]:
-    """Every scenario on Debian 12, ALSO_ON_DEBIAN_13 on 13 too; heaviest first."""
+    """Every scenario on its SCENARIO_DISTROS (or the given releases); heaviest first."""
     runs: list[MoleculeRun] = []
     for scenario in scenarios:
-        wanted = distros or (["12", "13"] if scenario in ALSO_ON_DEBIAN_13 else ["12"])
+        wanted = distros or SCENARIO_DISTROS.get(scenario, ("12",))
         runs.extend(MoleculeRun(scenario, d) for d in wanted)
     return sorted(runs, key=lambda r: (-SCENARIO_WEIGHT.get(r.scenario, 0), r.distro, r.scenario))
 
@@ -546,9 +541,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif gate == "min-ansible":
             gate_min_ansible(report)
         elif gate == "molecule":
-            if not args.scenario:
-                for name, why in NOT_YET_IN_MAKE_TEST.items():
-                    say(f"molecule {name}: not run by make test ({why})")
             gate_molecule(report, args.scenario or discover_scenarios(), args.distro)
     say(report.summary())
     say(f"wall time {time.monotonic() - started:.0f} s")

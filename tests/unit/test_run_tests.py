@@ -10,7 +10,7 @@ from tools.run_tests import (
     GATES,
     MIN_ANSIBLE_SCENARIOS,
     MIN_VENV_BIN,
-    NOT_YET_IN_MAKE_TEST,
+    SCENARIO_DISTROS,
     VENV_BIN,
     MoleculeRun,
     Outcome,
@@ -32,24 +32,21 @@ def test_resources_folder_is_not_a_scenario(tmp_path: Path) -> None:
     assert discover_scenarios(tmp_path) == ["haproxy", "smoke"]
 
 
-def test_scenarios_not_yet_in_make_test_are_left_out_and_exist(tmp_path: Path) -> None:
-    for name in ("smoke", *NOT_YET_IN_MAKE_TEST):
-        (tmp_path / "molecule" / name).mkdir(parents=True)
-        (tmp_path / "molecule" / name / "molecule.yml").write_text("---\n")
-    assert discover_scenarios(tmp_path) == ["smoke"]
-    real = Path(__file__).resolve().parents[2] / "molecule"
-    assert all((real / name / "molecule.yml").is_file() for name in NOT_YET_IN_MAKE_TEST)
-
-
-def test_plan_runs_smoke_and_site_on_both_releases_heaviest_first() -> None:
-    runs = plan_molecule(["haproxy", "site", "smoke"])
+def test_plan_runs_each_scenario_on_its_releases_heaviest_first() -> None:
+    runs = plan_molecule(["haproxy", "site", "site_seed", "smoke"])
     assert runs == [
         MoleculeRun("site", "12"),
-        MoleculeRun("site", "13"),
+        MoleculeRun("site_seed", "13"),
         MoleculeRun("haproxy", "12"),
         MoleculeRun("smoke", "12"),
         MoleculeRun("smoke", "13"),
     ]
+
+
+def test_debian_13_runs_every_role_once() -> None:
+    # site_seed converges every role on 13 but keepalived and monitoring.
+    on_13 = {s for s, releases in SCENARIO_DISTROS.items() if "13" in releases}
+    assert {"site_seed", "keepalived", "monitoring"} <= on_13
 
 
 def test_oldest_ansible_runs_have_their_own_venv_label_and_log() -> None:

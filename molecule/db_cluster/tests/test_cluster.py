@@ -10,8 +10,10 @@ broke. Figures print as `CLUSTER-FIGURE name=value unit` lines.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -28,7 +30,14 @@ from webinfra_cluster import (
     parse_writes,
     writes_back_after,
 )
-from webinfra_testlib import docker, mysql_replica_status, mysql_sql, scenario_secret, wait_for
+from webinfra_testlib import (
+    ansible_playbook,
+    docker,
+    mysql_replica_status,
+    mysql_sql,
+    scenario_secret,
+    wait_for,
+)
 
 DB = {"webinfra-dbcluster-db-01": "172.30.12.31", "webinfra-dbcluster-db-02": "172.30.12.32"}
 QNETD = "webinfra-dbcluster-qnetd"
@@ -36,6 +45,7 @@ CLIENT = "webinfra-dbcluster-web-01"
 VIP = "172.30.12.30"
 NETWORK = "webinfra-dbcluster"
 WRITER = Path(__file__).with_name("vip_writer.py")
+SCENARIO = Path(__file__).resolve().parents[1]
 # A bound far from the noise: the issue's target for writes after a kill.
 WRITES_BACK_WITHIN = 10.0
 
@@ -149,6 +159,8 @@ class Writer:
         return parse_writes("".join(self.lines))
 
     def stop(self) -> list[Write]:
+        # Killing `docker exec` leaves the writer running in the container.
+        docker("exec", CLIENT, "pkill", "-f", f"python3 - {VIP} {self.tag} ", check=False)
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=30)
@@ -251,6 +263,72 @@ def test_a_write_through_the_ip_reaches_the_replica_over_verified_tls() -> None:
     assert status["Slave_IO_Running"] == "Yes" and status["Slave_SQL_Running"] == "Yes", status
 
 
+def run_playbook(playbook: str, extra_vars: dict[str, object]) -> str:
+    """playbooks/`playbook` with the scenario's settings, as converge.yml loads them."""
+    plays = [
+        {
+            "name": "Load the scenario's settings",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Settings",
+                    "ansible.builtin.include_vars": str(SCENARIO / "vars" / "scenario.yml"),
+                    "no_log": True,
+                }
+            ],
+        },
+        {
+            "name": "Run",
+            "ansible.builtin.import_playbook": str(SCENARIO.parents[1] / "playbooks" / playbook),
+        },
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.json"
+        path.write_text(json.dumps(plays), encoding="utf-8")
+        outcome = ansible_playbook(str(path), extra_vars=extra_vars, timeout=600)
+    output = outcome.stdout + outcome.stderr
+    assert outcome.rc == 0, output[-6000:]
+    return output
+
+
+def test_a_planned_switchover_under_writes_moves_the_write_ip_and_loses_none() -> None:
+    s = healthy()
+    old, new = container_of(s.promoted[0]), container_of(s.unpromoted[0])
+    tag = f"switch-{uuid.uuid4().hex[:8]}"
+    with ReadOnlyWatch() as watch:
+        writer = Writer(tag)
+        wait_for(lambda: sum(w.ok for w in writer.writes), timeout=30, accept=lambda n: n >= 10)
+        started = time.time()
+        run_playbook(
+            "db_failover.yml", {"db_failover_new_primary": new, "db_failover_app_role": ""}
+        )
+        finished = time.time()
+        wait_for(lambda: [w for w in writer.writes if w.t > finished and w.ok], timeout=30)
+        writes = writer.stop()
+    after = healthy()
+    assert [container_of(n) for n in after.promoted] == [new]
+    assert [container_of(n) for n in after.unpromoted] == [old]
+    assert double_writers(watch.samples) == [], double_writers(watch.samples)
+    during = [w for w in writes if started <= w.t <= finished]
+    figure("switchover_playbook", round(finished - started, 1), "s")
+    figure("failed_writes_during_switchover", sum(not w.ok for w in during), "writes")
+    lost = sorted({w.text for w in writes if w.ok} - stored(new, tag))
+    figure("lost_acknowledged_writes_switchover", len(lost), "writes")
+    assert lost == [], lost
+    # No constraint is left behind: a later failure may promote either member.
+    constraints = docker("exec", new, "pcs", "constraint", "location", "config").stdout
+    assert "cli-prefer" not in constraints, constraints
+    status = wait_for(
+        lambda: mysql_replica_status(old),
+        timeout=30,
+        accept=lambda st: (
+            st.get("Slave_IO_Running") == "Yes" and st.get("Slave_SQL_Running") == "Yes"
+        ),
+    )
+    assert status["Master_Host"] == DB[new], status
+
+
 def fail_primary_under_writes(
     tag: str, fail: Callable[[str], object]
 ) -> tuple[str, str, float, list[Write], list[ReadOnlySample]]:
@@ -322,14 +400,24 @@ def test_the_old_primary_rejoins_as_a_replica_of_the_new_one() -> None:
     status = mysql_replica_status(old)
     assert status["Master_Host"] == DB[new], status
     assert status["Slave_IO_Running"] == "Yes" and status["Slave_SQL_Running"] == "Yes", status
+
     # No errant transaction: both hold the same GTID history (once the
     # replica has applied what it received).
-    positions = wait_for(
-        lambda: {c: mysql_sql(c, "SELECT @@GLOBAL.gtid_current_pos") for c in DB},
-        timeout=10,
-        accept=lambda p: len(set(p.values())) == 1,
-    )
-    assert len(set(positions.values())) == 1, positions
+    def positions() -> dict[str, str]:
+        return {
+            c: mysql_sql(c, "SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos") for c in DB
+        }
+
+    try:
+        wait_for(
+            lambda: {c: mysql_sql(c, "SELECT @@GLOBAL.gtid_current_pos") for c in DB},
+            timeout=10,
+            accept=lambda p: len(set(p.values())) == 1,
+        )
+    except TimeoutError as error:
+        raise AssertionError(
+            f"{error}; binlog/slave: {positions()}; {mysql_replica_status(old)}"
+        ) from error
 
 
 def test_a_second_failover_back_again_works() -> None:
