@@ -7,6 +7,7 @@ writer's JSON lines, read_only samples and crm_mon's XML.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -101,3 +102,24 @@ def parse_crm_mon(xml_text: str, resource: str = "mariadb") -> ClusterState:
         tuple(unpromoted),
         {k: tuple(v) for k, v in started.items()},
     )
+
+
+_SAMPLE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)"
+)
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Prometheus text exposition -> (name, labels, value); comments skipped."""
+    samples: list[tuple[str, dict[str, str], float]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = dict(_LABEL.findall(match.group("labels") or ""))
+        samples.append((match.group("name"), labels, float(match.group("value"))))
+    return samples

@@ -35,6 +35,7 @@ CACHE = ROOT / ".cache" / "promtool"
 TEST_VARS: dict[str, Any] = {
     "monitoring_vip_address": "10.0.0.100",
     "monitoring_mysqld_replica_hosts": ["db-02"],
+    "monitoring_hacluster_hosts": ["db-01", "db-02"],
 }
 
 

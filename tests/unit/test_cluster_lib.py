@@ -9,6 +9,7 @@ from webinfra_cluster import (
     Write,
     double_writers,
     parse_crm_mon,
+    parse_samples,
     parse_writes,
     writes_back_after,
 )
@@ -79,3 +80,25 @@ def test_parse_crm_mon() -> None:
 def test_parse_crm_mon_without_quorum() -> None:
     text = CRM_MON.replace('with_quorum="true"', 'with_quorum="false"')
     assert not parse_crm_mon(text).quorate
+
+
+def test_exporter_samples_are_parsed_with_their_labels() -> None:
+    text = (
+        "# HELP ha_cluster_corosync_quorate Whether or not the cluster is quorate\n"
+        "# TYPE ha_cluster_corosync_quorate gauge\n"
+        "ha_cluster_corosync_quorate 1 1234\n"
+        'ha_cluster_pacemaker_resources{agent="ocf::webinfra:mariadb",clone="mariadb-clone",'
+        'node="db-02",resource="mariadb",role="promoted",status="active"} 1\n'
+        'odd{path="a\\"b"} 0\n'
+    )
+    samples = parse_samples(text)
+    assert samples[0] == ("ha_cluster_corosync_quorate", {}, 1.0)
+    name, labels, value = samples[1]
+    assert (name, labels["node"], labels["role"], value) == (
+        "ha_cluster_pacemaker_resources",
+        "db-02",
+        "promoted",
+        1.0,
+    )
+    assert samples[2][1] == {"path": 'a\\"b'}
+    assert len(samples) == 3

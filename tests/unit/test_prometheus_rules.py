@@ -28,6 +28,10 @@ ISSUE_ALERTS = {
     "AppHealthFailing",
     "VirtualIPHeldByNoLoadBalancer",
     "VirtualIPHeldByTwoLoadBalancers",
+    "DatabaseClusterQuorumLost",
+    "DatabaseClusterNodeOffline",
+    "DatabaseClusterResourceFailed",
+    "DatabaseFailoverHappened",
 }
 
 
@@ -115,3 +119,11 @@ def test_grafana_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
     for topic in ("request rate", "5xx", "backend", "replication lag", "load"):
         assert topic in titles
+
+
+def test_the_cluster_alerts_exist_only_with_a_clustered_tier() -> None:
+    cluster = {"DatabaseClusterQuorumLost", "DatabaseClusterNodeOffline"}
+    with_cluster = {a["alert"] for a in _alerts(render_rules())}
+    without = {a["alert"] for a in _alerts(render_rules({"monitoring_hacluster_hosts": []}))}
+    assert cluster <= with_cluster
+    assert not cluster & without

@@ -27,6 +27,7 @@ from webinfra_cluster import (
     Write,
     double_writers,
     parse_crm_mon,
+    parse_samples,
     parse_writes,
     writes_back_after,
 )
@@ -261,6 +262,50 @@ def test_a_write_through_the_ip_reaches_the_replica_over_verified_tls() -> None:
     assert status["Master_SSL_Allowed"] == "Yes", status
     assert status["Master_SSL_Verify_Server_Cert"] == "Yes", status
     assert status["Slave_IO_Running"] == "Yes" and status["Slave_SQL_Running"] == "Yes", status
+
+
+def exporter_samples(address: str) -> list[tuple[str, dict[str, str], float]]:
+    """The Pacemaker/Corosync exporter's samples on a member, fetched from the client."""
+    url = f"http://{address}:9664/metrics"
+    script = (
+        f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    )
+    text = docker("exec", CLIENT, "python3", "-c", script, timeout=30).stdout
+    return parse_samples(text)
+
+
+def values(
+    samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str
+) -> list[float]:
+    """Values of the samples named `name` whose labels include `labels`."""
+    return [
+        v
+        for n, have, v in samples
+        if n == name and all(have.get(k) == want for k, want in labels.items())
+    ]
+
+
+def test_each_member_exports_quorum_nodes_and_the_promoted_member() -> None:
+    s = healthy()
+    for container, address in DB.items():
+        samples = exporter_samples(address)
+
+        assert values(samples, "ha_cluster_corosync_quorate") == [1.0], container
+        for node in s.online:
+            assert values(samples, "ha_cluster_pacemaker_nodes", node=node, status="online") == [
+                1.0
+            ], node
+        # What the failover alert reads: which node holds the promoted role.
+        promoted = {
+            labels["node"]
+            for name, labels, v in samples
+            if name == "ha_cluster_pacemaker_resources"
+            and labels.get("resource") == "mariadb"
+            and labels.get("role") in ("promoted", "master")
+            and labels.get("status") == "active"
+            and v == 1.0
+        }
+        assert promoted == set(s.promoted), (container, promoted)
 
 
 def run_playbook(playbook: str, extra_vars: dict[str, object]) -> str:
