@@ -6,6 +6,7 @@ address comes from the target's inventory.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -33,6 +34,34 @@ from webinfra_testlib import (
 # Where playbooks/lab_acme.yml leaves the CA of pebble's own TLS certificate
 # on the acme host.
 ACME_SERVER_CA = "/etc/pebble/tls/ca.pem"
+# Run on a web server with the demo application's own code and settings (the
+# gunicorn_app defaults): for each database server, the TLS cipher of the
+# application's connection, and what a plain connection with its account got.
+APP_DB_TLS_PROBE = """
+import json, sys
+import pymysql
+sys.path.insert(0, "/srv/webapp/app")
+from webinfra_demo.db import pymysql_connect
+from webinfra_demo.settings import from_environ
+lines = open("/etc/webapp/app.env", encoding="utf-8").read().splitlines()
+env = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+settings = from_environ(env)
+report = {}
+for endpoint in [settings.primary, *settings.replicas]:
+    conn = pymysql_connect(endpoint, settings)
+    cur = conn.cursor()
+    cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+    cipher = cur.fetchall()[0][1]
+    conn.close()
+    try:
+        pymysql.connect(host=endpoint.host, port=endpoint.port, user=settings.db_user,
+                        password=settings.db_password, connect_timeout=5).close()
+        plain = "connected"
+    except pymysql.MySQLError as exc:
+        plain = str(exc)
+    report[endpoint.label] = {"cipher": cipher, "plain": plain, "ca": settings.db_ssl_ca}
+print(json.dumps(report))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +144,19 @@ def test_a_note_is_written_to_the_primary_and_read_from_a_replica(stack: Stack) 
 
     body = wait_for(read, timeout=5, accept=lambda b: text in str(b.get("notes")))
     assert str(body["read_from"]).startswith("replica"), body
+
+
+def test_the_application_reaches_every_database_over_verified_tls_only(stack: Stack) -> None:
+    web = stack.group("webservers")[0]
+    done = docker("exec", web.container, "python3", "-c", APP_DB_TLS_PROBE, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, dict[str, str]] = json.loads(done.stdout)
+    databases = {d.address for d in stack.group("databases")}
+    assert {label.rsplit(":", 1)[0] for label in report} == databases, report
+    for label, seen in report.items():
+        assert seen["ca"], f"{label}: the application verifies no certificate: {seen}"
+        assert seen["cipher"], f"{label}: the application's connection is not encrypted: {seen}"
+        assert "insecure transport" in seen["plain"], f"{label}: plain TCP was not refused: {seen}"
 
 
 def test_each_host_exposes_exactly_its_public_ports(stack: Stack, probe: str) -> None:

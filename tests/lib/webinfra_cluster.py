@@ -18,6 +18,8 @@ class Write:
     ok: bool
     text: str
     error: str = ""
+    # The TLS cipher of the writer's connection ("" when plain or failed).
+    cipher: str = ""
 
 
 def parse_writes(lines: str) -> list[Write]:
@@ -29,7 +31,13 @@ def parse_writes(lines: str) -> list[Write]:
             continue
         data = json.loads(line)
         writes.append(
-            Write(float(data["t"]), bool(data["ok"]), str(data["text"]), str(data.get("error", "")))
+            Write(
+                float(data["t"]),
+                bool(data["ok"]),
+                str(data["text"]),
+                str(data.get("error", "")),
+                str(data.get("cipher") or ""),
+            )
         )
     return writes
 

@@ -24,6 +24,17 @@ def test_parse_writes_skips_other_lines() -> None:
     assert parse_writes(text) == [Write(1.0, True, "a-0"), Write(2.0, False, "a-1")]
 
 
+def test_parse_writes_keeps_the_cipher_of_the_connection() -> None:
+    text = json.dumps(
+        {"t": 1.0, "ok": True, "text": "a-0", "server": 1, "cipher": "TLS_AES_256_GCM_SHA384"}
+    )
+    failed = json.dumps({"t": 2.0, "ok": False, "text": "a-1", "server": None, "error": "gone"})
+    assert parse_writes(text + "\n" + failed) == [
+        Write(1.0, True, "a-0", cipher="TLS_AES_256_GCM_SHA384"),
+        Write(2.0, False, "a-1", error="gone"),
+    ]
+
+
 def test_writes_back_after_counts_to_the_first_success_after_the_last_failure() -> None:
     writes = [
         Write(t, ok, str(t))

@@ -16,8 +16,12 @@ from flask.testing import FlaskClient
 
 from roles.gunicorn_app.files.webinfra_demo import DbEndpoint, Settings, create_app
 from roles.gunicorn_app.files.webinfra_demo.app import replica_order
-from roles.gunicorn_app.files.webinfra_demo.db import DatabaseUnavailable
-from roles.gunicorn_app.files.webinfra_demo.settings import from_environ, parse_endpoint
+from roles.gunicorn_app.files.webinfra_demo.db import DatabaseUnavailable, tls_arguments
+from roles.gunicorn_app.files.webinfra_demo.settings import (
+    from_environ,
+    parse_endpoint,
+    parse_flag,
+)
 
 
 class MissingTable(Exception):
@@ -300,6 +304,44 @@ def test_settings_without_a_database() -> None:
     assert settings.primary is None
     assert settings.replicas == ()
     assert not settings.database_configured
+    assert tls_arguments(settings) == {}
+
+
+def test_a_ca_gives_verified_tls_with_the_name_checked() -> None:
+    settings = from_environ(
+        {"WEBINFRA_DB_PRIMARY": "10.0.0.5", "WEBINFRA_DB_SSL_CA": "/etc/webapp/db-ca.crt"}
+    )
+    assert tls_arguments(settings) == {
+        "ssl_ca": "/etc/webapp/db-ca.crt",
+        "ssl_verify_cert": True,
+        "ssl_verify_identity": True,
+    }
+
+
+def test_the_name_check_can_be_turned_off_but_not_the_certificate_check() -> None:
+    settings = from_environ(
+        {
+            "WEBINFRA_DB_PRIMARY": "10.0.0.5",
+            "WEBINFRA_DB_SSL_CA": "/etc/webapp/db-ca.crt",
+            "WEBINFRA_DB_SSL_VERIFY_IDENTITY": "false",
+        }
+    )
+    arguments = tls_arguments(settings)
+    assert arguments["ssl_verify_cert"] is True
+    assert arguments["ssl_verify_identity"] is False
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("Yes", True), ("on", True), ("0", False), ("FALSE", False), ("off", False)],
+)
+def test_parse_flag(value: str, expected: bool) -> None:
+    assert parse_flag(value) is expected
+
+
+def test_parse_flag_refuses_anything_else() -> None:
+    with pytest.raises(ValueError):
+        parse_flag("maybe")
 
 
 @pytest.mark.parametrize("value", ["", "host:0", "host:70000", "host:abc"])

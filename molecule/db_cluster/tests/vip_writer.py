@@ -2,10 +2,12 @@
 
     python3 - VIP TAG DURATION INTERVAL < vip_writer.py   (DB_PASSWORD in env)
 
-Each attempt opens a new connection (as a web request would), inserts one
-row with autocommit and prints one JSON line: {"t": unix time, "ok": bool,
-"text": ..., "server": server_id or null, "error": ...}. Bounded by
-DURATION seconds; every connection and statement times out after 1 s.
+Each attempt opens a new connection (as a web request would), over TLS with
+the server's certificate and name (the VIP) verified against CA_FILE, as the
+demo application connects; it inserts one row with autocommit and prints
+one JSON line: {"t": unix time, "ok": bool, "text": ..., "server": server_id
+or null, "cipher": TLS cipher, "error": ...}. Bounded by DURATION seconds;
+every connection and statement times out after 1 s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 import time
 
 import pymysql
+
+CA_FILE = "/usr/local/share/webinfra-tests/db-ca.crt"
 
 
 def attempt(host: str, text: str) -> dict[str, object]:
@@ -30,15 +34,22 @@ def attempt(host: str, text: str) -> dict[str, object]:
             read_timeout=2,
             write_timeout=2,
             autocommit=True,
+            ssl_ca=CA_FILE,
+            ssl_verify_cert=True,
+            ssl_verify_identity=True,
         )
         try:
             with conn.cursor() as cur:
                 cur.execute("INSERT INTO notes (body) VALUES (%s)", (text,))
-                cur.execute("SELECT @@server_id")
+                cur.execute(
+                    "SELECT @@server_id, VARIABLE_VALUE FROM information_schema.SESSION_STATUS"
+                    " WHERE VARIABLE_NAME = 'SSL_CIPHER'"
+                )
                 row = cur.fetchone()
         finally:
             conn.close()
-        return {"t": started, "ok": True, "text": text, "server": row[0] if row else None}
+        server, cipher = (row[0], row[1]) if row else (None, None)
+        return {"t": started, "ok": True, "text": text, "server": server, "cipher": cipher}
     except Exception as exc:
         return {"t": started, "ok": False, "text": text, "server": None, "error": str(exc)[:200]}
 

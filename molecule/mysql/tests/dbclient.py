@@ -13,6 +13,10 @@ in, one JSON document out:
      "tag": "run1"}
         -> {"ok": true, "acked": ["run1-0", ...], "error": "..." or null}
 
+Every connection uses TLS and verifies the server's certificate and name
+against the CA the tests copy to CA_FILE, as the demo application does; a
+query request with "tls": false connects in plain text instead.
+
 The password comes from the environment (DB_PASSWORD), never from argv.
 """
 
@@ -27,8 +31,11 @@ from typing import Any
 
 import pymysql
 
+CA_FILE = "/usr/local/share/webinfra-tests/db-ca.crt"
 
-def _connect(host: str, user: str) -> Any:
+
+def _connect(host: str, user: str, tls: bool = True) -> Any:
+    verified = {"ssl_ca": CA_FILE, "ssl_verify_cert": True, "ssl_verify_identity": True}
     return pymysql.connect(
         host=host,
         user=user,
@@ -37,12 +44,13 @@ def _connect(host: str, user: str) -> Any:
         read_timeout=10,
         write_timeout=10,
         autocommit=True,
+        **(verified if tls else {}),
     )
 
 
-def query(host: str, user: str, statements: list[str]) -> dict[str, Any]:
+def query(host: str, user: str, statements: list[str], tls: bool = True) -> dict[str, Any]:
     try:
-        conn = _connect(host, user)
+        conn = _connect(host, user, tls)
         rows: list[Any] = []
         with conn.cursor() as cur:
             for sql in statements:
@@ -103,7 +111,9 @@ def stream(primary: str, user: str, table: str, duration: float, tag: str) -> di
 def main(argv: list[str]) -> int:
     request: dict[str, Any] = json.loads(argv[1])
     if request["action"] == "query":
-        result = query(request["host"], request["user"], list(request["sql"]))
+        result = query(
+            request["host"], request["user"], list(request["sql"]), bool(request.get("tls", True))
+        )
     elif request["action"] == "replicate":
         result = replicate(
             request["primary"],

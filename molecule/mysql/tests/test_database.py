@@ -8,11 +8,13 @@ queries as the application run from the web server (dbclient.py).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,12 @@ ADDRESS = {
     PRIMARY: "172.30.5.11",
     REPLICAS[0]: "172.30.5.12",
     REPLICAS[1]: "172.30.5.13",
+    WEB: "172.30.5.21",
 }
 CONFIG = "/etc/mysql/mariadb.conf.d/60-webinfra.cnf"
 CLIENT = "/usr/local/bin/webinfra-dbclient.py"
+# Where dbclient.py finds the tier's CA (its CA_FILE).
+CLIENT_CA = "/usr/local/share/webinfra-tests/db-ca.crt"
 
 
 def secret(name: str) -> str:
@@ -93,9 +98,28 @@ def wait_in_sync(table: str, timeout: float = 60.0) -> None:
         )
 
 
+@contextlib.contextmanager
+def plain_transport_allowed(server: str) -> Iterator[None]:
+    """Let TCP clients in without TLS for a moment, to test the accounts' own rule."""
+    sql(server, "SET GLOBAL require_secure_transport = OFF")
+    try:
+        yield
+    finally:
+        sql(server, "SET GLOBAL require_secure_transport = ON")
+
+
+def install_client_ca() -> None:
+    """Give dbclient.py on the web server the CA the servers' certificates come from."""
+    with tempfile.TemporaryDirectory() as tmp:
+        docker("cp", f"{PRIMARY}:/etc/mysql/ssl/ca.crt", f"{tmp}/ca.crt")
+        docker("exec", WEB, "mkdir", "-p", str(Path(CLIENT_CA).parent))
+        docker("cp", f"{tmp}/ca.crt", f"{WEB}:{CLIENT_CA}")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def probe_table() -> None:
     docker("cp", str(Path(__file__).parent / "dbclient.py"), f"{WEB}:{CLIENT}")
+    install_client_ca()
     sql(
         PRIMARY,
         "CREATE TABLE IF NOT EXISTS app.probe (id INT AUTO_INCREMENT PRIMARY KEY,"
@@ -135,7 +159,8 @@ def test_the_replication_account_needs_tls_and_a_replica_address() -> None:
     login = ["-h", ADDRESS[PRIMARY], "-u", "replicator", password, "-e", "SELECT 1"]
     rc, out = client_from(REPLICAS[0], "--ssl", *login)
     assert rc == 0, out
-    rc, out = client_from(REPLICAS[0], "--skip-ssl", *login)
+    with plain_transport_allowed(PRIMARY):
+        rc, out = client_from(REPLICAS[0], "--skip-ssl", *login)
     assert rc != 0 and "Access denied" in out, out
     done = docker(
         "exec", WEB, "python3", "-c",
@@ -181,12 +206,47 @@ def test_a_write_on_a_replica_is_refused() -> None:
     assert sql(PRIMARY, "SELECT COUNT(*) FROM app.probe WHERE token = 'replica-write'") == "0"
 
 
+def test_the_application_connects_over_verified_tls_to_every_server() -> None:
+    for server in [PRIMARY, *REPLICAS]:
+        result = app_client(
+            {
+                "action": "query",
+                "host": ADDRESS[server],
+                "sql": ["SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_cipher', 'Ssl_version')"],
+            }
+        )
+        assert result["ok"], result
+        status = dict(result["rows"])
+        assert status["Ssl_cipher"] and status["Ssl_version"] in ("TLSv1.2", "TLSv1.3"), status
+
+
+def test_every_server_refuses_a_plain_tcp_connection() -> None:
+    for server in [PRIMARY, *REPLICAS]:
+        assert sql(server, "SELECT @@GLOBAL.require_secure_transport") == "1"
+        plain = app_client(
+            {"action": "query", "host": ADDRESS[server], "sql": ["SELECT 1"], "tls": False}
+        )
+        assert not plain["ok"], plain
+        assert "insecure transport" in plain["error"], plain
+
+
+def test_the_application_account_itself_requires_tls() -> None:
+    grants = sql(PRIMARY, f"SHOW CREATE USER 'app'@'{ADDRESS[WEB]}'")
+    assert "REQUIRE SSL" in grants, grants
+    with plain_transport_allowed(PRIMARY):
+        plain = app_client(
+            {"action": "query", "host": ADDRESS[PRIMARY], "sql": ["SELECT 1"], "tls": False}
+        )
+    assert not plain["ok"] and plain["code"] == 1045, plain  # ER_ACCESS_DENIED_ERROR
+
+
 def test_the_application_account_works_only_from_the_web_servers() -> None:
     ok = app_client({"action": "query", "host": ADDRESS[PRIMARY], "sql": ["SELECT 1"]})
     assert ok == {"ok": True, "rows": [[1]]}
     rc, out = client_from(
-        REPLICAS[0], "-h", ADDRESS[PRIMARY], "-u", "app", f"-p{secret('app')}", "-e", "SELECT 1"
-    )
+        REPLICAS[0], "--ssl", "-h", ADDRESS[PRIMARY], "-u", "app", f"-p{secret('app')}",
+        "-e", "SELECT 1",
+    )  # fmt: skip
     assert rc != 0, out
     assert "Access denied" in out or "is not allowed to connect" in out, out
 
@@ -194,10 +254,14 @@ def test_the_application_account_works_only_from_the_web_servers() -> None:
 def test_root_cannot_log_in_over_tcp() -> None:
     assert sql(PRIMARY, "SELECT CURRENT_USER()") == "root@localhost"
     for host in ("127.0.0.1", ADDRESS[PRIMARY]):
-        rc, out = client_from(PRIMARY, "--protocol=tcp", "-h", host, "-u", "root", "-e", "SELECT 1")
+        rc, out = client_from(
+            PRIMARY, "--ssl", "--protocol=tcp", "-h", host, "-u", "root", "-e", "SELECT 1"
+        )
         assert rc != 0, out
         assert "Access denied" in out or "is not allowed" in out, out
-    rc, out = client_from(REPLICAS[0], "-h", ADDRESS[PRIMARY], "-u", "root", "-e", "SELECT 1")
+    rc, out = client_from(
+        REPLICAS[0], "--ssl", "-h", ADDRESS[PRIMARY], "-u", "root", "-e", "SELECT 1"
+    )
     assert rc != 0, out
 
 

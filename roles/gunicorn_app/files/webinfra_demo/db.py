@@ -31,6 +31,17 @@ class DatabaseUnavailable(Exception):
     """No connection could be made to a database server."""
 
 
+def tls_arguments(settings: Settings) -> dict[str, Any]:
+    """PyMySQL's TLS arguments: verified TLS when a CA is set, none otherwise."""
+    if not settings.db_ssl_ca:
+        return {}
+    return {
+        "ssl_ca": settings.db_ssl_ca,
+        "ssl_verify_cert": True,
+        "ssl_verify_identity": settings.db_ssl_verify_identity,
+    }
+
+
 def pymysql_connect(endpoint: DbEndpoint, settings: Settings) -> Connection:
     """Open a PyMySQL connection; raise DatabaseUnavailable when it fails."""
     import pymysql  # imported here: the unit tests run without a server
@@ -47,6 +58,7 @@ def pymysql_connect(endpoint: DbEndpoint, settings: Settings) -> Connection:
             write_timeout=10,
             charset="utf8mb4",
             autocommit=False,
+            **tls_arguments(settings),
         )
     except pymysql.err.MySQLError as exc:
         raise DatabaseUnavailable(f"{endpoint.label}: {exc}") from exc

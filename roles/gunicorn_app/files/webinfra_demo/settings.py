@@ -38,6 +38,11 @@ class Settings:
     db_user: str = "webinfra"
     db_password: str = field(default="", repr=False)
     connect_timeout: float = 2.0
+    # CA certificate that signed the database servers' certificates; empty
+    # connects without TLS. With it, the server certificate is verified, and
+    # with verify_identity its names must include the address connected to.
+    db_ssl_ca: str = ""
+    db_ssl_verify_identity: bool = True
 
     @property
     def database_configured(self) -> bool:
@@ -81,4 +86,16 @@ def from_environ(environ: Mapping[str, str]) -> Settings:
         db_user=environ.get("WEBINFRA_DB_USER") or "webinfra",
         db_password=environ.get("WEBINFRA_DB_PASSWORD", ""),
         connect_timeout=float(environ.get("WEBINFRA_DB_CONNECT_TIMEOUT") or 2.0),
+        db_ssl_ca=environ.get("WEBINFRA_DB_SSL_CA", "").strip(),
+        db_ssl_verify_identity=parse_flag(environ.get("WEBINFRA_DB_SSL_VERIFY_IDENTITY", "1")),
     )
+
+
+def parse_flag(value: str) -> bool:
+    """Read 1/0, true/false, yes/no, on/off (any case); refuse anything else."""
+    text = value.strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a yes/no setting: {value!r}")
