@@ -33,22 +33,22 @@ images: docker ## Build the Debian 12 and 13 systemd base images (cached)
 	@scripts/build-images.sh 12 13
 
 lint: venv ## yamllint, ansible-lint (production profile), ruff, mypy
-	@$(VENV)/bin/python tools/run_tests.py lint
+	@$(VENV)/bin/python -m tools.run_tests lint
 
 unit: venv ## Python unit tests (no containers)
-	@$(VENV)/bin/python tools/run_tests.py unit
+	@$(VENV)/bin/python -m tools.run_tests unit
 
 sanity: venv ## ansible-test sanity on the local Python
-	@$(VENV)/bin/python tools/run_tests.py sanity
+	@$(VENV)/bin/python -m tools.run_tests sanity
 
 build: venv ## Build the collection and syntax-check it from a consumer project
-	@$(VENV)/bin/python tools/run_tests.py build
+	@$(VENV)/bin/python -m tools.run_tests build
 
 galaxy: venv ## Build the collection and import it with galaxy-importer (no error or warning allowed)
-	@$(VENV)/bin/python tools/run_tests.py galaxy
+	@$(VENV)/bin/python -m tools.run_tests galaxy
 
 min-ansible: setup ## Syntax check and smoke scenario with the oldest ansible-core claimed (.venv-min)
-	@$(VENV)/bin/python tools/run_tests.py min-ansible
+	@$(VENV)/bin/python -m tools.run_tests min-ansible
 
 molecule: setup ## Run one scenario: make molecule SCENARIO=haproxy [DISTRO=13]
 	molecule test -s $(SCENARIO)
@@ -60,7 +60,7 @@ verify: venv ## Run the tests of a converged scenario: make verify SCENARIO=hapr
 	molecule verify -s $(SCENARIO)
 
 test: setup ## Run every test: lint, unit, sanity, build, galaxy, min-ansible, all molecule scenarios
-	@$(VENV)/bin/python tools/run_tests.py all
+	@$(VENV)/bin/python -m tools.run_tests all
 
 e2e: venv ## End-to-end tests against the lab (make demo first; WEBINFRA_E2E_FAILURE=1 adds the failure tests)
 	$(VENV)/bin/pytest tests/e2e --target lab -v

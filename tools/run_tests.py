@@ -1,8 +1,8 @@
 """Run the project's quality gates and print one summary at the end.
 
-    python tools/run_tests.py all        # what `make test` runs
-    python tools/run_tests.py lint unit  # a selection
-    python tools/run_tests.py molecule --scenario haproxy --distro 13
+    python -m tools.run_tests all        # what `make test` runs
+    python -m tools.run_tests lint unit  # a selection
+    python -m tools.run_tests molecule --scenario haproxy --distro 13
 
 Gates: lint, unit, sanity, build, galaxy, min-ansible, molecule. galaxy
 imports the built artefact with galaxy-importer (tools/galaxy_import.py) and
@@ -10,11 +10,12 @@ fails on any error or warning or an undocumented plugin. min-ansible runs
 the playbooks' syntax check, a check-mode run of every role's preflight on
 the example inventory (the controller standing in for every host) and the
 MIN_ANSIBLE_SCENARIOS with .venv-min, the oldest ansible-core
-meta/runtime.yml claims. The molecule gate runs every
-scenario on the Debian releases SCENARIO_DISTROS names (Debian 12 by default),
-WEBINFRA_TEST_JOBS (default 2) at a time, never two runs of one scenario at
-once (they share container names). Each run's output goes to
-.cache/test-logs/; a failed run prints the end of its log.
+meta/runtime.yml claims. The molecule gate runs every scenario on the
+Debian releases SCENARIO_DISTROS (tools/molecule_runs.py) names (Debian 12
+by default), WEBINFRA_TEST_JOBS (default 2) at a time, never two runs of one scenario at
+once (they share container names); its runs start first and go on while the
+other gates run. Each run's output goes to .cache/test-logs/; a failed run
+prints the end of its log.
 """
 
 from __future__ import annotations
@@ -32,106 +33,24 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = ROOT / ".venv" / "bin"
-MIN_VENV_BIN = ROOT / ".venv-min" / "bin"
-LOG_DIR = ROOT / ".cache" / "test-logs"
+from tools.gate_report import MIN_VENV_BIN, ROOT, VENV_BIN, Outcome, Report, say
+from tools.molecule_runs import (
+    MoleculeRun,
+    discover_scenarios,
+    molecule_env,
+    oldest_ansible_runs,
+    plan_molecule,
+    run_molecule,
+    schedule,
+)
+
 GATES = ("lint", "unit", "sanity", "build", "galaxy", "min-ansible", "molecule")
-# Scenarios the min-ansible gate runs (Debian 12) with the oldest ansible-core.
-MIN_ANSIBLE_SCENARIOS = ("smoke",)
 EXAMPLE_INVENTORY = ROOT / "inventory" / "example"
 VAULT_NAME = re.compile(r"\bvault_[a-z0-9_]+\b")
-# The Debian releases a scenario runs on; Debian 12 when it is not listed.
-# Debian 13 gets the whole stack from site_seed (every role but keepalived and
-# monitoring, which run there on their own); the site scenario, with the
-# failure tests, and the per-role day-2 tests run on Debian 12.
-SCENARIO_DISTROS: dict[str, tuple[str, ...]] = {
-    "smoke": ("12", "13"),
-    "site_seed": ("13",),
-    "keepalived": ("12", "13"),
-    "monitoring": ("12", "13"),
-}
-# Longest first, so the slowest scenarios do not start last.
-SCENARIO_WEIGHT = {
-    "site": 100,
-    "site_seed": 90,
-    "db_cluster": 85,
-    "mysql": 80,
-    "certbot": 70,
-    "haproxy": 60,
-}
-# A safety net against a hung scenario, far above the slowest normal run
-# (site with its failure tests: about 15 minutes on a busy machine).
-SCENARIO_TIMEOUT = int(os.environ.get("WEBINFRA_SCENARIO_TIMEOUT", "2700"))
-PRINT_LOCK = threading.Lock()
-
-
-@dataclass
-class Outcome:
-    name: str
-    passed: bool
-    seconds: float
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class MoleculeRun:
-    scenario: str
-    distro: str
-    # Run with .venv-min (the oldest ansible-core claimed) instead of .venv.
-    oldest_ansible: bool = False
-
-    @property
-    def label(self) -> str:
-        suffix = ", oldest ansible-core" if self.oldest_ansible else ""
-        return f"molecule {self.scenario} (Debian {self.distro}{suffix})"
-
-    @property
-    def log(self) -> Path:
-        suffix = "-min-ansible" if self.oldest_ansible else ""
-        return LOG_DIR / f"molecule-{self.scenario}-debian{self.distro}{suffix}.log"
-
-    @property
-    def bin_dir(self) -> Path:
-        return MIN_VENV_BIN if self.oldest_ansible else VENV_BIN
-
-
-@dataclass
-class Report:
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    def add(self, outcome: Outcome) -> None:
-        with PRINT_LOCK:
-            self.outcomes.append(outcome)
-            mark = "PASS" if outcome.passed else "FAIL"
-            say(f"[{mark}] {outcome.name} ({outcome.seconds:.0f} s){outcome.detail}")
-
-    @property
-    def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.passed]
-
-    def summary(self) -> str:
-        width = max((len(o.name) for o in self.outcomes), default=10)
-        lines = ["", "Summary of make test:"]
-        for o in self.outcomes:
-            lines.append(
-                f"  {o.name:<{width}}  {'passed' if o.passed else 'FAILED'}  {o.seconds:7.0f} s"
-            )
-        total = sum(o.seconds for o in self.outcomes)
-        lines.append(f"  total gate time {total:.0f} s")
-        passed = len(self.outcomes) - len(self.failed)
-        lines.append(f"gates: {passed} passed, {len(self.failed)} failed")
-        return "\n".join(lines)
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
 
 
 def tool(name: str) -> str:
@@ -149,113 +68,6 @@ def timed(report: Report, name: str, steps: Iterable[Sequence[str]]) -> None:
     start = time.monotonic()
     ok = all(run(step) for step in steps)
     report.add(Outcome(name, ok, time.monotonic() - start))
-
-
-def discover_scenarios(root: Path = ROOT) -> list[str]:
-    """Scenario names under molecule/ (the shared resources folder is none)."""
-    return sorted(
-        p.parent.name for p in (root / "molecule").glob("*/molecule.yml") if p.parent.is_dir()
-    )
-
-
-def plan_molecule(
-    scenarios: Sequence[str], distros: Sequence[str] | None = None
-) -> list[MoleculeRun]:
-    """Every scenario on its SCENARIO_DISTROS (or the given releases); heaviest first."""
-    runs: list[MoleculeRun] = []
-    for scenario in scenarios:
-        wanted = distros or SCENARIO_DISTROS.get(scenario, ("12",))
-        runs.extend(MoleculeRun(scenario, d) for d in wanted)
-    return sorted(runs, key=lambda r: (-SCENARIO_WEIGHT.get(r.scenario, 0), r.distro, r.scenario))
-
-
-def image_for(distro: str) -> str:
-    return os.environ.get(f"WEBINFRA_IMAGE_DEBIAN{distro}") or f"webinfra/systemd-debian:{distro}"
-
-
-def molecule_env(distro: str, bin_dir: Path = VENV_BIN) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / ".venv" / "collections")
-    env["WEBINFRA_DISTRO"] = distro
-    env["WEBINFRA_IMAGE"] = image_for(distro)
-    env["ANSIBLE_FORCE_COLOR"] = "0"
-    env["PY_COLORS"] = "0"
-    env["NO_COLOR"] = "1"
-    return env
-
-
-def run_molecule(item: MoleculeRun, report: Report) -> None:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    env = molecule_env(item.distro, item.bin_dir)
-    molecule = str(item.bin_dir / "molecule")
-    with PRINT_LOCK:
-        say(f"[....] {item.label}: started (log {item.log.relative_to(ROOT)})")
-    start = time.monotonic()
-    with item.log.open("w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            [molecule, "test", "-s", item.scenario],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            rc = proc.wait(timeout=SCENARIO_TIMEOUT)
-            detail = ""
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            rc = -1
-            detail = f": timed out after {SCENARIO_TIMEOUT} s"
-            subprocess.run(
-                [molecule, "destroy", "-s", item.scenario],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
-    outcome = Outcome(item.label, rc == 0, time.monotonic() - start, detail)
-    if not outcome.passed:
-        tail = item.log.read_text(encoding="utf-8", errors="replace").splitlines()[-80:]
-        with PRINT_LOCK:
-            say(f"----- end of {item.log.relative_to(ROOT)} -----")
-            say("\n".join(tail))
-            say("-----")
-    report.add(outcome)
-
-
-def schedule(runs: Sequence[MoleculeRun], jobs: int, report: Report) -> None:
-    """Run molecule scenarios `jobs` at a time, one run per scenario at a time."""
-    pending = list(runs)
-    busy: set[str] = set()
-    cond = threading.Condition()
-
-    def worker() -> None:
-        while True:
-            with cond:
-                while True:
-                    item = next((r for r in pending if r.scenario not in busy), None)
-                    if item is not None or not pending:
-                        break
-                    cond.wait()
-                if item is None:
-                    return
-                pending.remove(item)
-                busy.add(item.scenario)
-            try:
-                run_molecule(item, report)
-            finally:
-                with cond:
-                    busy.discard(item.scenario)
-                    cond.notify_all()
-
-    workers = max(1, jobs)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(worker) for _slot in range(workers)]
-    for future in futures:
-        future.result()
 
 
 def python_dirs() -> list[str]:
@@ -478,8 +290,11 @@ def run_preflight_only(bin_dir: Path, env: dict[str, str]) -> bool:
         return run(preflight_command(bin_dir, extra_vars), env=env)
 
 
-def gate_min_ansible(report: Report) -> None:
-    """The playbooks and MIN_ANSIBLE_SCENARIOS with the oldest ansible-core claimed."""
+def gate_min_ansible(report: Report, with_scenarios: bool = True) -> None:
+    """The playbooks and MIN_ANSIBLE_SCENARIOS with the oldest ansible-core claimed.
+
+    with_scenarios=False leaves the scenarios to the molecule schedule.
+    """
     if not (MIN_VENV_BIN / "ansible-playbook").exists():
         say(f"{MIN_VENV_BIN} is missing: run `make venv` (scripts/setup-venv.sh) first")
         report.add(Outcome("oldest ansible-core", False, 0.0, ": .venv-min is missing"))
@@ -499,15 +314,62 @@ def gate_min_ansible(report: Report) -> None:
     start = time.monotonic()
     ok = run_preflight_only(MIN_VENV_BIN, env)
     report.add(Outcome("whole-stack preflight (oldest ansible-core)", ok, time.monotonic() - start))
-    for scenario in MIN_ANSIBLE_SCENARIOS:
-        run_molecule(MoleculeRun(scenario, "12", oldest_ansible=True), report)
+    if with_scenarios:
+        for run_ in oldest_ansible_runs():
+            run_molecule(run_, report)
 
 
-def gate_molecule(report: Report, scenarios: Sequence[str], distros: Sequence[str] | None) -> None:
+def molecule_plan(
+    gates: Sequence[str], scenarios: Sequence[str], distros: Sequence[str] | None
+) -> list[MoleculeRun]:
+    """Every molecule run the selected gates ask for, in one schedule.
+
+    The oldest ansible-core's scenarios join the molecule gate's runs (last:
+    they are short), so that one schedule keeps two runs of a scenario apart.
+    """
+    runs = plan_molecule(scenarios, distros) if "molecule" in gates else []
+    if "molecule" in gates and "min-ansible" in gates and (MIN_VENV_BIN / "molecule").exists():
+        runs.extend(oldest_ansible_runs())
+    return runs
+
+
+def run_gates(
+    gates: Sequence[str],
+    report: Report,
+    scenarios: Sequence[str],
+    distros: Sequence[str] | None,
+) -> None:
+    """Run the gates; the molecule runs start first and go on beside the others.
+
+    The scenarios spend most of their time waiting on containers, and the
+    first minutes of each are package installs with no timing asserted, so
+    the quick gates (lint, unit, sanity, build, galaxy) run meanwhile.
+    """
+    runs = molecule_plan(gates, scenarios, distros)
     jobs = int(os.environ.get("WEBINFRA_TEST_JOBS", "2"))
-    runs = plan_molecule(scenarios, distros)
-    say(f"molecule: {len(runs)} runs, {jobs} at a time: {', '.join(r.label for r in runs)}")
-    schedule(runs, jobs, report)
+    background: threading.Thread | None = None
+    if runs:
+        say(f"molecule: {len(runs)} runs, {jobs} at a time: {', '.join(r.label for r in runs)}")
+        background = threading.Thread(target=schedule, args=(runs, jobs, report))
+        background.start()
+    for gate in gates:
+        if gate == "molecule":
+            continue
+        say(f"\n=== {gate} ===")
+        if gate == "lint":
+            gate_lint(report)
+        elif gate == "unit":
+            gate_unit(report)
+        elif gate == "sanity":
+            gate_sanity(report)
+        elif gate == "build":
+            gate_build(report)
+        elif gate == "galaxy":
+            gate_galaxy(report)
+        elif gate == "min-ansible":
+            gate_min_ansible(report, with_scenarios="molecule" not in gates)
+    if background is not None:
+        background.join()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -526,22 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report = Report()
     started = time.monotonic()
-    for gate in gates:
-        say(f"\n=== {gate} ===")
-        if gate == "lint":
-            gate_lint(report)
-        elif gate == "unit":
-            gate_unit(report)
-        elif gate == "sanity":
-            gate_sanity(report)
-        elif gate == "build":
-            gate_build(report)
-        elif gate == "galaxy":
-            gate_galaxy(report)
-        elif gate == "min-ansible":
-            gate_min_ansible(report)
-        elif gate == "molecule":
-            gate_molecule(report, args.scenario or discover_scenarios(), args.distro)
+    run_gates(gates, report, args.scenario or discover_scenarios(), args.distro)
     say(report.summary())
     say(f"wall time {time.monotonic() - started:.0f} s")
     return 1 if report.failed or not report.outcomes else 0

@@ -1,4 +1,4 @@
-"""Unit tests of the gate runner's planning logic (tools/run_tests.py)."""
+"""Unit tests of the gate runner's planning logic (tools/run_tests.py, molecule_runs.py)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,20 @@ from pathlib import Path
 
 import pytest
 
+import tools.run_tests as run_tests
+from tools.gate_report import MIN_VENV_BIN, VENV_BIN, Outcome, Report
+from tools.molecule_runs import (
+    MIN_ANSIBLE_SCENARIOS,
+    SCENARIO_DISTROS,
+    MoleculeRun,
+    discover_scenarios,
+    plan_molecule,
+)
 from tools.run_tests import (
     GATES,
-    MIN_ANSIBLE_SCENARIOS,
-    MIN_VENV_BIN,
-    SCENARIO_DISTROS,
-    VENV_BIN,
-    MoleculeRun,
-    Outcome,
-    Report,
-    discover_scenarios,
     example_secrets,
+    molecule_plan,
     parse_pinned_pip,
-    plan_molecule,
     preflight_command,
     shipped,
 )
@@ -61,6 +62,21 @@ def test_galaxy_and_oldest_ansible_gates_run_before_molecule() -> None:
     assert GATES.index("galaxy") < GATES.index("molecule")
     assert GATES.index("min-ansible") < GATES.index("molecule")
     assert MIN_ANSIBLE_SCENARIOS == ("smoke",)
+
+
+def test_oldest_ansible_scenarios_join_the_molecule_schedule_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "molecule").touch()
+    monkeypatch.setattr(run_tests, "MIN_VENV_BIN", tmp_path)
+    runs = molecule_plan(["min-ansible", "molecule"], ["nginx", "smoke"], None)
+    assert runs[-1] == MoleculeRun("smoke", "12", oldest_ansible=True)
+    assert MoleculeRun("smoke", "12") in runs[:-1]
+    # On their own, the oldest ansible-core's gate runs its scenarios itself.
+    assert molecule_plan(["min-ansible"], ["smoke"], None) == []
+    assert MoleculeRun("smoke", "12", oldest_ansible=True) not in molecule_plan(
+        ["molecule"], ["smoke"], None
+    )
 
 
 def test_example_secrets_cover_every_vault_name(tmp_path: Path) -> None:

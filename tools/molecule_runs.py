@@ -1,0 +1,184 @@
+"""The molecule runs of tools/run_tests.py: which scenario on which Debian
+release, in which order, and a schedule that runs them side by side without
+ever running one scenario twice at once (runs share container names).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.gate_report import (
+    LOG_DIR,
+    MIN_VENV_BIN,
+    PRINT_LOCK,
+    ROOT,
+    VENV_BIN,
+    Outcome,
+    Report,
+    say,
+)
+
+# Scenarios the min-ansible gate runs (Debian 12) with the oldest ansible-core.
+MIN_ANSIBLE_SCENARIOS = ("smoke",)
+# The Debian releases a scenario runs on; Debian 12 when it is not listed.
+# Debian 13 gets the whole stack from site_seed (every role but keepalived and
+# monitoring, which run there on their own); the site scenario, with the
+# failure tests, and the per-role day-2 tests run on Debian 12.
+SCENARIO_DISTROS: dict[str, tuple[str, ...]] = {
+    "smoke": ("12", "13"),
+    "site_seed": ("13",),
+    "keepalived": ("12", "13"),
+    "monitoring": ("12", "13"),
+}
+# Longest first, so the slowest scenarios do not start last.
+SCENARIO_WEIGHT = {
+    "site": 100,
+    "site_seed": 90,
+    "db_cluster": 85,
+    "mysql": 80,
+    "certbot": 70,
+    "haproxy": 60,
+}
+# A safety net against a hung scenario, far above the slowest normal run
+# (site with its failure tests: about 15 minutes on a busy machine).
+SCENARIO_TIMEOUT = int(os.environ.get("WEBINFRA_SCENARIO_TIMEOUT", "2700"))
+
+
+@dataclass(frozen=True)
+class MoleculeRun:
+    scenario: str
+    distro: str
+    # Run with .venv-min (the oldest ansible-core claimed) instead of .venv.
+    oldest_ansible: bool = False
+
+    @property
+    def label(self) -> str:
+        suffix = ", oldest ansible-core" if self.oldest_ansible else ""
+        return f"molecule {self.scenario} (Debian {self.distro}{suffix})"
+
+    @property
+    def log(self) -> Path:
+        suffix = "-min-ansible" if self.oldest_ansible else ""
+        return LOG_DIR / f"molecule-{self.scenario}-debian{self.distro}{suffix}.log"
+
+    @property
+    def bin_dir(self) -> Path:
+        return MIN_VENV_BIN if self.oldest_ansible else VENV_BIN
+
+
+def discover_scenarios(root: Path = ROOT) -> list[str]:
+    """Scenario names under molecule/ (the shared resources folder is none)."""
+    return sorted(
+        p.parent.name for p in (root / "molecule").glob("*/molecule.yml") if p.parent.is_dir()
+    )
+
+
+def plan_molecule(
+    scenarios: Sequence[str], distros: Sequence[str] | None = None
+) -> list[MoleculeRun]:
+    """Every scenario on its SCENARIO_DISTROS (or the given releases); heaviest first."""
+    runs: list[MoleculeRun] = []
+    for scenario in scenarios:
+        wanted = distros or SCENARIO_DISTROS.get(scenario, ("12",))
+        runs.extend(MoleculeRun(scenario, d) for d in wanted)
+    return sorted(runs, key=lambda r: (-SCENARIO_WEIGHT.get(r.scenario, 0), r.distro, r.scenario))
+
+
+def image_for(distro: str) -> str:
+    return os.environ.get(f"WEBINFRA_IMAGE_DEBIAN{distro}") or f"webinfra/systemd-debian:{distro}"
+
+
+def molecule_env(distro: str, bin_dir: Path = VENV_BIN) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(ROOT / ".venv" / "collections")
+    env["WEBINFRA_DISTRO"] = distro
+    env["WEBINFRA_IMAGE"] = image_for(distro)
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["PY_COLORS"] = "0"
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def run_molecule(item: MoleculeRun, report: Report) -> None:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    env = molecule_env(item.distro, item.bin_dir)
+    molecule = str(item.bin_dir / "molecule")
+    with PRINT_LOCK:
+        say(f"[....] {item.label}: started (log {item.log.relative_to(ROOT)})")
+    start = time.monotonic()
+    with item.log.open("w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            [molecule, "test", "-s", item.scenario],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            rc = proc.wait(timeout=SCENARIO_TIMEOUT)
+            detail = ""
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = -1
+            detail = f": timed out after {SCENARIO_TIMEOUT} s"
+            subprocess.run(
+                [molecule, "destroy", "-s", item.scenario],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+    outcome = Outcome(item.label, rc == 0, time.monotonic() - start, detail)
+    if not outcome.passed:
+        tail = item.log.read_text(encoding="utf-8", errors="replace").splitlines()[-80:]
+        with PRINT_LOCK:
+            say(f"----- end of {item.log.relative_to(ROOT)} -----")
+            say("\n".join(tail))
+            say("-----")
+    report.add(outcome)
+
+
+def schedule(runs: Sequence[MoleculeRun], jobs: int, report: Report) -> None:
+    """Run molecule scenarios `jobs` at a time, one run per scenario at a time."""
+    pending = list(runs)
+    busy: set[str] = set()
+    cond = threading.Condition()
+
+    def worker() -> None:
+        while True:
+            with cond:
+                while True:
+                    item = next((r for r in pending if r.scenario not in busy), None)
+                    if item is not None or not pending:
+                        break
+                    cond.wait()
+                if item is None:
+                    return
+                pending.remove(item)
+                busy.add(item.scenario)
+            try:
+                run_molecule(item, report)
+            finally:
+                with cond:
+                    busy.discard(item.scenario)
+                    cond.notify_all()
+
+    workers = max(1, jobs)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(worker) for _slot in range(workers)]
+    for future in futures:
+        future.result()
+
+
+def oldest_ansible_runs() -> list[MoleculeRun]:
+    return [MoleculeRun(s, "12", oldest_ansible=True) for s in MIN_ANSIBLE_SCENARIOS]
