@@ -156,7 +156,14 @@ def test_the_application_reaches_every_database_over_verified_tls_only(stack: St
     for label, seen in report.items():
         assert seen["ca"], f"{label}: the application verifies no certificate: {seen}"
         assert seen["cipher"], f"{label}: the application's connection is not encrypted: {seen}"
-        assert "insecure transport" in seen["plain"], f"{label}: plain TCP was not refused: {seen}"
+        # The account is REQUIRE SSL, so its plain login is denied first.
+        assert "Access denied" in seen["plain"], f"{label}: plain TCP was not refused: {seen}"
+    for db in stack.group("databases"):
+        setting = docker(
+            "exec", db.container, "mariadb", "-N", "-B", "-e",
+            "SELECT @@GLOBAL.require_secure_transport",
+        ).stdout.strip()  # fmt: skip
+        assert setting == "1", f"{db.name}: require_secure_transport is {setting}"
 
 
 def test_each_host_exposes_exactly_its_public_ports(stack: Stack, probe: str) -> None:

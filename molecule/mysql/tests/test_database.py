@@ -63,9 +63,14 @@ def replica_status(container: str) -> dict[str, str]:
 
 def app_client(request: dict[str, Any]) -> dict[str, Any]:
     """Run dbclient.py on the web server as the application account."""
+    return client_as("app", secret("app"), request)
+
+
+def client_as(user: str, password: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Run dbclient.py on the web server as `user`."""
     done = docker(
-        "exec", "-e", f"DB_PASSWORD={secret('app')}", WEB,
-        "python3", CLIENT, json.dumps({"user": "app", **request}),
+        "exec", "-e", f"DB_PASSWORD={password}", WEB,
+        "python3", CLIENT, json.dumps({**request, "user": user}),
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -221,13 +226,28 @@ def test_the_application_connects_over_verified_tls_to_every_server() -> None:
 
 
 def test_every_server_refuses_a_plain_tcp_connection() -> None:
-    for server in [PRIMARY, *REPLICAS]:
-        assert sql(server, "SELECT @@GLOBAL.require_secure_transport") == "1"
-        plain = app_client(
-            {"action": "query", "host": ADDRESS[server], "sql": ["SELECT 1"], "tls": False}
-        )
-        assert not plain["ok"], plain
-        assert "insecure transport" in plain["error"], plain
+    # An account with no TLS requirement of its own, so that what refuses
+    # it is the server's require_secure_transport.
+    password = uuid.uuid4().hex
+    sql(PRIMARY, f"CREATE USER 'plainprobe'@'{ADDRESS[WEB]}' IDENTIFIED BY '{password}'")
+    try:
+        wait_in_sync_users("plainprobe")
+        for server in [PRIMARY, *REPLICAS]:
+            assert sql(server, "SELECT @@GLOBAL.require_secure_transport") == "1"
+            request = {"action": "query", "host": ADDRESS[server], "sql": ["SELECT 1"]}
+            assert client_as("plainprobe", password, request)["ok"], server
+            plain = client_as("plainprobe", password, {**request, "tls": False})
+            assert not plain["ok"], plain
+            assert "insecure transport" in plain["error"], plain
+    finally:
+        sql(PRIMARY, f"DROP USER 'plainprobe'@'{ADDRESS[WEB]}'")
+
+
+def wait_in_sync_users(name: str) -> None:
+    """Wait until every replica has the account the primary created."""
+    query = f"SELECT COUNT(*) FROM mysql.user WHERE User = '{name}'"
+    for replica in REPLICAS:
+        wait_for(functools.partial(sql, replica, query), accept=lambda n: n == "1", timeout=30)
 
 
 def test_the_application_account_itself_requires_tls() -> None:
