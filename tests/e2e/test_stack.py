@@ -14,21 +14,20 @@ from typing import Any
 import pytest
 import requests
 from webinfra_e2e import Stack, parse_listening, public_ports
+from webinfra_firewall import reachable
+from webinfra_load import alternating_sample
 from webinfra_monitoring import (
     MonitoringLogins,
     login_statuses,
     prometheus_query,
     prometheus_targets,
 )
-from webinfra_testlib import (
-    alternating_sample,
-    docker,
+from webinfra_testlib import docker, wait_for
+from webinfra_tls import (
     fetch_pebble_root,
-    reachable,
     served_certificate,
     sslyze_compliant,
     sslyze_mozilla_intermediate,
-    wait_for,
 )
 
 # Where playbooks/lab_acme.yml leaves the CA of pebble's own TLS certificate

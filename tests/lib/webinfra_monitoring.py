@@ -7,6 +7,7 @@ Prometheus or Alertmanager goes through a WebLogin.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,77 @@ def login_statuses(login: WebLogin, path: str) -> dict[str, int]:
         "wrong password": int(login.get(path, password=login.password + "-wrong").status_code),
         "login": int(login.get(path).status_code),
     }
+
+
+def alerts_named(
+    alerts: list[dict[str, Any]], alertname: str, **labels: str
+) -> list[dict[str, Any]]:
+    """The alerts (Alertmanager or Prometheus format) with this name and labels."""
+    wanted = {"alertname": alertname, **labels}
+    return [
+        alert
+        for alert in alerts
+        if all(alert.get("labels", {}).get(key) == value for key, value in wanted.items())
+    ]
+
+
+def webhook_notifications(lines: str) -> list[dict[str, Any]]:
+    """Parse the JSON-lines log of Alertmanager webhook notifications."""
+    return [json.loads(line) for line in lines.splitlines() if line.strip()]
+
+
+def notified(
+    notifications: list[dict[str, Any]], alertname: str, status: str, **labels: str
+) -> bool:
+    """Whether some notification carried this alert with this status."""
+    for notification in notifications:
+        for alert in alerts_named(list(notification.get("alerts", [])), alertname, **labels):
+            if alert.get("status") == status:
+                return True
+    return False
+
+
+@dataclass(frozen=True)
+class ConsoleRow:
+    """One table row of a console page: its data-* attributes and cell texts."""
+
+    attrs: dict[str, str]
+    cells: list[str]
+
+
+def console_rows(html: str, section: str) -> list[ConsoleRow]:
+    """Rows of a console page whose <tr> carries data-section=`section`."""
+    from html.parser import HTMLParser
+
+    rows: list[ConsoleRow] = []
+
+    class _Parser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.row: ConsoleRow | None = None
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            values = {key: value or "" for key, value in attrs}
+            if tag == "tr" and values.get("data-section") == section:
+                data = {k[5:]: v for k, v in values.items() if k.startswith("data-")}
+                self.row = ConsoleRow(data, [])
+            elif tag == "td" and self.row is not None:
+                self.cell = []
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "td" and self.row is not None and self.cell is not None:
+                self.row.cells.append("".join(self.cell).strip())
+                self.cell = None
+            elif tag == "tr" and self.row is not None:
+                rows.append(self.row)
+                self.row = None
+
+    parser = _Parser()
+    parser.feed(html)
+    parser.close()
+    return rows

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from webinfra_testlib import BurstResult, parse_os_release, wait_for
+from webinfra_load import BurstResult
+from webinfra_testlib import parse_os_release, wait_for
 
 
 def test_parse_os_release_strips_quotes() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webinfra_testlib import hsts_max_age, pem_blocks
+from webinfra_tls import hsts_max_age, pem_blocks
 
 CERT_A = "-----BEGIN CERTIFICATE-----\nQUFB\nQkJC\n-----END CERTIFICATE-----"
 CERT_B = "-----BEGIN CERTIFICATE-----\nQ0ND\n-----END CERTIFICATE-----"

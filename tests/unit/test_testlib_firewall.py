@@ -9,7 +9,7 @@ import sys
 import threading
 
 import pytest
-from webinfra_testlib import REACH_SCRIPT, Target, parse_reach
+from webinfra_firewall import REACH_SCRIPT, Target, parse_reach
 
 
 def _serve_once(sock: socket.socket) -> None:

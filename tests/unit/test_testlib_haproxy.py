@@ -1,9 +1,10 @@
-"""Unit tests of the haproxy helpers in webinfra_testlib."""
+"""Unit tests of the haproxy and load helpers (webinfra_haproxy, webinfra_load)."""
 
 from __future__ import annotations
 
 import pytest
-from webinfra_testlib import alternates, alternating_sample, parse_haproxy_stat
+from webinfra_haproxy import parse_haproxy_stat
+from webinfra_load import alternates, alternating_sample
 
 SHOW_STAT = """\
 # pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,\

@@ -1,58 +1,13 @@
-"""Unit tests of the keepalived helpers in tests/lib/webinfra_testlib.py."""
+"""Unit tests of the virtual IP helpers in tests/lib/webinfra_vrrp.py."""
 
 from __future__ import annotations
 
-import pytest
-from webinfra_testlib import (
-    AddressSample,
-    ProbeSample,
-    holder_violations,
-    known_intervals,
-    longest_outage,
-    parse_address_samples,
-    parse_probe_samples,
-)
-
-
-def _probe(*points: tuple[float, bool]) -> list[ProbeSample]:
-    return [ProbeSample(t, ok, "lb") for t, ok in points]
+from webinfra_vrrp import AddressSample, holder_violations, known_intervals, parse_address_samples
 
 
 def _addr(*points: tuple[float, bool]) -> list[AddressSample]:
     """Samples that each take 10 ms, starting at the given times."""
     return [AddressSample(t, t + 0.01, held) for t, held in points]
-
-
-def test_parse_probe_samples_skips_noise() -> None:
-    text = "1.5 1 lb1\nnoise\n1.52 0 TimeoutError\n"
-    assert parse_probe_samples(text) == [
-        ProbeSample(1.5, True, "lb1"),
-        ProbeSample(1.52, False, "TimeoutError"),
-    ]
-
-
-def test_no_failure_means_no_outage() -> None:
-    assert longest_outage(_probe((0.0, True), (0.02, True), (0.04, True))) == 0.0
-
-
-def test_outage_runs_from_last_success_to_next_success() -> None:
-    samples = _probe((0.0, True), (0.1, True), (0.2, False), (0.5, False), (0.8, True), (0.9, True))
-    assert longest_outage(samples) == pytest.approx(0.7)
-
-
-def test_the_longest_of_several_outages_counts() -> None:
-    samples = _probe((0.0, True), (0.1, False), (0.2, True), (0.9, True), (1.0, False), (1.6, True))
-    assert longest_outage(samples) == pytest.approx(0.7)
-
-
-def test_an_outage_that_never_ends_lasts_to_the_end_of_the_run() -> None:
-    samples = _probe((0.0, True), (0.5, False), (3.0, False))
-    assert longest_outage(samples) == pytest.approx(3.0)
-
-
-def test_no_samples_is_an_error() -> None:
-    with pytest.raises(ValueError):
-        longest_outage([])
 
 
 def test_parse_address_samples() -> None:

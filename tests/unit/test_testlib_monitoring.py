@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from webinfra_testlib import alerts_named, console_rows, notified, webhook_notifications
+from webinfra_monitoring import alerts_named, console_rows, notified, webhook_notifications
 
 PAGE = """
 <table id="load">

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webinfra_testlib import Target, accepted_ports
+from webinfra_firewall import Target, accepted_ports
 
 
 def test_accepted_ports_keeps_only_the_tcp_ports_that_answered() -> None:

@@ -16,20 +16,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from webinfra_testlib import (
-    BackgroundBurst,
+from webinfra_load import BackgroundBurst
+from webinfra_testlib import ansible_playbook, docker, play_recap, wait_for
+from webinfra_tls import (
     ServedCertificate,
-    ansible_playbook,
-    docker,
     fetch_pebble_root,
     hsts_max_age,
     https_get,
     pem_blocks,
-    play_recap,
     served_certificate,
     sslyze_compliant,
     sslyze_mozilla_intermediate,
-    wait_for,
 )
 
 NETWORK = "webinfra-certbot"

@@ -31,14 +31,8 @@ from webinfra_cluster import (
     parse_writes,
     writes_back_after,
 )
-from webinfra_testlib import (
-    ansible_playbook,
-    docker,
-    mysql_replica_status,
-    mysql_sql,
-    scenario_secret,
-    wait_for,
-)
+from webinfra_database import mysql_replica_status, mysql_sql
+from webinfra_testlib import ansible_playbook, copy_between, docker, scenario_secret, wait_for
 
 DB = {"webinfra-dbcluster-db-01": "172.30.12.31", "webinfra-dbcluster-db-02": "172.30.12.32"}
 QNETD = "webinfra-dbcluster-qnetd"
@@ -46,6 +40,8 @@ CLIENT = "webinfra-dbcluster-web-01"
 VIP = "172.30.12.30"
 NETWORK = "webinfra-dbcluster"
 WRITER = Path(__file__).with_name("vip_writer.py")
+# Where vip_writer.py finds the tier's CA (its CA_FILE).
+WRITER_CA = "/usr/local/share/webinfra-tests/db-ca.crt"
 SCENARIO = Path(__file__).resolve().parents[1]
 # A bound far from the noise: the issue's target for writes after a kill.
 WRITES_BACK_WITHIN = 10.0
@@ -120,14 +116,6 @@ def start(container: str) -> None:
         interval=1,
         accept=lambda s: s in ("running", "degraded"),
     )
-
-
-def install_writer_ca(member: str) -> None:
-    """Give vip_writer.py in the client the CA the members' certificates come from."""
-    with tempfile.TemporaryDirectory() as tmp:
-        docker("cp", f"{member}:/etc/mysql/ssl/ca.crt", f"{tmp}/ca.crt")
-        docker("exec", CLIENT, "mkdir", "-p", "/usr/local/share/webinfra-tests")
-        docker("cp", f"{tmp}/ca.crt", f"{CLIENT}:/usr/local/share/webinfra-tests/db-ca.crt")
 
 
 class Writer:
@@ -216,7 +204,8 @@ def stored(container: str, tag: str) -> set[str]:
 @pytest.fixture(scope="module", autouse=True)
 def notes_table() -> Iterator[None]:
     primary = healthy().promoted[0]
-    install_writer_ca(container_of(primary))
+    # The CA the members' certificates come from, for vip_writer.py.
+    copy_between(container_of(primary), "/etc/mysql/ssl/ca.crt", CLIENT, WRITER_CA)
     mysql_sql(
         container_of(primary),
         "CREATE TABLE IF NOT EXISTS app.notes (id BIGINT AUTO_INCREMENT PRIMARY KEY, "

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import requests
 from testinfra.host import Host
-from webinfra_testlib import BackgroundBurst, PatientBackgroundBurst, ansible_playbook, wait_for
+from webinfra_load import BackgroundBurst, PatientBackgroundBurst
+from webinfra_testlib import ansible_playbook, wait_for
 
 CUSTOM = "webinfra-gunicorn_app-app-02"
 testinfra_hosts = [CUSTOM]

@@ -10,16 +10,9 @@ import requests
 import urllib3
 from conftest import LB, LB_IP, WEB
 from testinfra.host import Host
-from webinfra_testlib import (
-    BackgroundBurst,
-    PatientTlsBackgroundBurst,
-    RunOutcome,
-    alternates,
-    ansible_playbook,
-    docker,
-    haproxy_server_status,
-    wait_for,
-)
+from webinfra_haproxy import haproxy_server_status
+from webinfra_load import BackgroundBurst, PatientTlsBackgroundBurst, alternates
+from webinfra_testlib import RunOutcome, ansible_playbook, docker, wait_for
 
 testinfra_hosts = [LB]
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)

@@ -12,15 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from webinfra_testlib import (
-    AddressWatch,
-    ansible_playbook,
-    docker,
-    holder_violations,
-    probe_exec,
-    start_probe,
-    wait_for,
-)
+from webinfra_testlib import ansible_playbook, docker, probe_exec, start_probe, wait_for
 from webinfra_vip_probe import (
     clients_seen,
     describe,
@@ -29,6 +21,7 @@ from webinfra_vip_probe import (
     longest_gap,
     start_vip_probe,
 )
+from webinfra_vrrp import AddressWatch, holder_violations
 
 NETWORK = "webinfra-keepalived"
 LB1 = "webinfra-keepalived-lb1"

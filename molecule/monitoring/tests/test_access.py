@@ -19,8 +19,9 @@ from monitoring_scenario import (
     prometheus,
 )
 from testinfra.host import Host
+from webinfra_firewall import reachable
 from webinfra_monitoring import WebLogin, login_statuses, prometheus_query
-from webinfra_testlib import reachable, wait_for
+from webinfra_testlib import wait_for
 
 testinfra_hosts = [f"ansible://{MON}"]
 

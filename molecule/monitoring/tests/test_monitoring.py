@@ -12,16 +12,17 @@ from typing import Any
 
 from monitoring_scenario import ADDRESSES, DB, LB, MON, WEB, alertmanager, prometheus
 from testinfra.host import Host
-from webinfra_monitoring import alertmanager_alerts, prometheus_query, prometheus_targets
-from webinfra_testlib import (
+from webinfra_load import burst
+from webinfra_monitoring import (
+    alertmanager_alerts,
     alerts_named,
-    burst,
     console_rows,
-    docker,
     notified,
-    wait_for,
+    prometheus_query,
+    prometheus_targets,
     webhook_notifications,
 )
+from webinfra_testlib import docker, wait_for
 
 testinfra_hosts = [f"ansible://{MON}"]
 

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import yaml
 from mysql_plays import SCENARIO, scenario_plays
+from webinfra_database import mysql_replica_status, mysql_sql
 from webinfra_testlib import (
     RunOutcome,
     ansible_playbook,
+    copy_between,
     docker,
-    mysql_replica_status,
-    mysql_sql,
     play_recap,
     scenario_secret,
     wait_for,
@@ -113,18 +113,11 @@ def plain_transport_allowed(server: str) -> Iterator[None]:
         sql(server, "SET GLOBAL require_secure_transport = ON")
 
 
-def install_client_ca() -> None:
-    """Give dbclient.py on the web server the CA the servers' certificates come from."""
-    with tempfile.TemporaryDirectory() as tmp:
-        docker("cp", f"{PRIMARY}:/etc/mysql/ssl/ca.crt", f"{tmp}/ca.crt")
-        docker("exec", WEB, "mkdir", "-p", str(Path(CLIENT_CA).parent))
-        docker("cp", f"{tmp}/ca.crt", f"{WEB}:{CLIENT_CA}")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def probe_table() -> None:
     docker("cp", str(Path(__file__).parent / "dbclient.py"), f"{WEB}:{CLIENT}")
-    install_client_ca()
+    # The CA the servers' certificates come from, for dbclient.py.
+    copy_between(PRIMARY, "/etc/mysql/ssl/ca.crt", WEB, CLIENT_CA)
     sql(
         PRIMARY,
         "CREATE TABLE IF NOT EXISTS app.probe (id INT AUTO_INCREMENT PRIMARY KEY,"

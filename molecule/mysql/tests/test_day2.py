@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 import yaml
 from mysql_plays import scenario_plays
+from webinfra_database import mysql_replica_status, mysql_sql
 from webinfra_testlib import (
     RunOutcome,
     ansible_playbook,
     docker,
-    mysql_replica_status,
-    mysql_sql,
     scenario_secret,
     start_systemd_host,
     wait_for,

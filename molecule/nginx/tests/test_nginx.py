@@ -15,12 +15,8 @@ import uuid
 
 import requests
 from testinfra.host import Host
-from webinfra_testlib import (
-    PatientBackgroundBurst,
-    ansible_playbook,
-    docker,
-    wait_for,
-)
+from webinfra_load import PatientBackgroundBurst
+from webinfra_testlib import ansible_playbook, docker, wait_for
 
 testinfra_hosts = ["webinfra-nginx-web-01"]
 

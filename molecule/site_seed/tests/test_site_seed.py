@@ -12,17 +12,10 @@ import uuid
 import pytest
 import requests
 import urllib3
-from webinfra_testlib import (
-    alternates,
-    docker,
-    failed_units_in,
-    mysql_replica_status,
-    mysql_sql,
-    open_ports,
-    served_by,
-    start_probe,
-    wait_for,
-)
+from webinfra_database import mysql_replica_status, mysql_sql
+from webinfra_firewall import open_ports
+from webinfra_load import alternates, served_by
+from webinfra_testlib import docker, failed_units_in, start_probe, wait_for
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 

@@ -17,15 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from webinfra_testlib import (
-    Target,
-    ansible_playbook,
-    docker,
-    probe_exec,
-    reachable,
-    start_probe,
-    wait_for,
-)
+from webinfra_firewall import Target, reachable
+from webinfra_testlib import ansible_playbook, docker, probe_exec, start_probe, wait_for
 
 NET = "webinfra-ufw"
 ADDR = {

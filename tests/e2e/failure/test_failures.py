@@ -23,17 +23,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from webinfra_database import mysql_replica_status, mysql_sql
 from webinfra_e2e import Stack, figure, time_to_recover
-from webinfra_testlib import (
-    PatientTlsBackgroundBurst,
-    alternating_sample,
-    ansible_playbook,
-    docker,
-    haproxy_server_status,
-    mysql_replica_status,
-    mysql_sql,
-    wait_for,
-)
+from webinfra_haproxy import haproxy_server_status
+from webinfra_load import PatientTlsBackgroundBurst, alternating_sample
+from webinfra_testlib import ansible_playbook, docker, wait_for
 from webinfra_vip_probe import (
     VipRequest,
     clients_seen,
