@@ -7,12 +7,11 @@ import math
 
 import pytest
 
-from tools.bench import (
-    FAILURE_KEYS,
+from tools.bench_failures import FAILURE_KEYS
+from tools.bench_figures import (
     ProbeSample,
     Target,
     evaluate_targets,
-    figures_of,
     lost_writes,
     memory_in_use,
     parse_count,
@@ -21,11 +20,11 @@ from tools.bench import (
     parse_wrk,
     percentile,
     ratio,
-    render_markdown,
     select_failures,
     timeline_summary,
     write_outage,
 )
+from tools.bench_report import figures_of, render_markdown
 
 WRK_OUTPUT = """Running 15s test @ https://172.31.250.10/
   2 threads and 16 connections

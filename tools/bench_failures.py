@@ -1,0 +1,304 @@
+"""The bench's failure phase: each failure under an open-loop probe, with
+what a client saw and a timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from webinfra_testlib import wait_for
+
+from tools import lab as labtool
+from tools.bench_figures import (
+    ProbeSample,
+    lost_writes,
+    parse_probe,
+    timeline_summary,
+    write_outage,
+)
+from tools.bench_report import fmt, plot_timeline
+from tools.bench_run import CLIENT, BenchError, ansible_playbook, dexec, log, sh
+
+
+def vip_holder(lab: labtool.Lab) -> labtool.LabHost:
+    for host in lab.hosts:
+        if "loadbalancers" not in host.groups:
+            continue
+        out = dexec(host.container, "ip", "-4", "-o", "addr", "show", check=False)
+        if f" {lab.vip}/" in out:
+            return host
+    raise BenchError(f"no load balancer holds the virtual IP {lab.vip}")
+
+
+def wait_web_healthy(host: labtool.LabHost, timeout: float = 180) -> None:
+    labtool.wait_booted(host, timeout)
+    wait_for(
+        lambda: dexec(
+            host.container,
+            "sh",
+            "-c",
+            "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/",
+            check=False,
+        ),
+        accept=lambda code: code == "200",
+        timeout=timeout,
+    )
+
+
+def wait_lb_healthy(host: labtool.LabHost, timeout: float = 180) -> None:
+    labtool.wait_booted(host, timeout)
+    wait_for(
+        lambda: dexec(
+            host.container, "systemctl", "is-active", "haproxy", "keepalived", check=False
+        ),
+        accept=lambda out: out.split() == ["active", "active"],
+        timeout=timeout,
+    )
+
+
+@dataclass
+class Failure:
+    key: str
+    name: str
+    description: str
+    inject: Callable[[list[tuple[float, str]]], None]  # appends (epoch, label) marks
+    post_tag: str | None = None  # a write probe: POST unique notes to /api/notes
+    after_s: float = 5.0  # the probe goes on this long after the injection
+
+
+# The keys of --failures, in the order the timelines run: the database
+# failover is last, since it leaves the lab on the promoted replica.
+FAILURE_KEYS = (
+    "kill-web", "kill-master", "reload-haproxy", "reload-nginx", "reload-gunicorn", "deploy",
+    "db-failover",
+)  # fmt: skip
+
+
+LAB_ON_REPLICA = (
+    "the lab runs on the promoted replica {new} ({old} stays stopped, and site.yml "
+    "with inventory/lab would treat it as the primary again): `make demo-down demo` "
+    "restores the lab's layout"
+)
+
+
+def new_primary(lab: labtool.Lab) -> labtool.LabHost:
+    """The one running database replica host that replicates from no one now."""
+    found = []
+    for host in lab.hosts:
+        if "db_replicas" not in host.groups or labtool.container_state(host.container) != "running":
+            continue
+        status = dexec(host.container, "mariadb", "-N", "-B", "-e", "SHOW SLAVE STATUS")
+        if not status.strip():
+            found.append(host)
+    if len(found) != 1:
+        raise BenchError(f"expected one promoted replica, found {[h.name for h in found]}")
+    return found[0]
+
+
+def failure_phase(
+    lab: labtool.Lab,
+    outdir: Path,
+    rate: float,
+    write_rate: float,
+    keys: Sequence[str],
+    report: dict[str, Any],
+) -> None:
+    web1, web2 = lab.host("web-01"), lab.host("web-02")
+    webs = [web1, web2]
+
+    def kill_web(marks: list[tuple[float, str]]) -> None:
+        marks.append((time.time(), "docker kill web-01"))
+        sh("docker", "kill", web1.container)
+        time.sleep(5)
+        marks.append((time.time(), "docker start web-01"))
+        sh("docker", "start", web1.container)
+        wait_web_healthy(web1)
+        marks.append((time.time(), "web-01 healthy"))
+
+    def kill_master(marks: list[tuple[float, str]]) -> None:
+        master = vip_holder(lab)
+        marks.append((time.time(), f"docker kill {master.name} (MASTER)"))
+        sh("docker", "kill", master.container)
+        time.sleep(5)
+        marks.append((time.time(), f"docker start {master.name}"))
+        sh("docker", "start", master.container)
+        wait_lb_healthy(master)
+        marks.append((time.time(), f"{master.name} healthy"))
+
+    def reloads(service: str, hosts: list[labtool.LabHost]) -> Callable[..., None]:
+        def inject(marks: list[tuple[float, str]]) -> None:
+            marks.append((time.time(), f"first of 20 reloads of {service}"))
+            for _ in range(20):
+                for host in hosts:
+                    dexec(host.container, "systemctl", "reload", service)
+                time.sleep(0.5)
+            marks.append((time.time(), f"last reload of {service}"))
+
+        return inject
+
+    def deploy(marks: list[tuple[float, str]]) -> None:
+        marks.append((time.time(), "deploy_app.yml starts"))
+        # The lab's own version: the rolling drain happens all the same, and
+        # the lab is left as site.yml made it.
+        ansible_playbook("playbooks/deploy_app.yml", log_file=outdir / "ansible-deploy_app.log")
+        marks.append((time.time(), "deploy_app.yml done"))
+
+    old_primary = lab.first_in("db_primary")
+    replicas = [h for h in lab.hosts if "db_replicas" in h.groups]
+
+    def fail_over_db(marks: list[tuple[float, str]]) -> None:
+        if old_primary is None or not replicas:
+            raise BenchError("the database failover needs a db_primary host and a replica")
+        report["lab_state"] = (
+            f"the database primary {old_primary.name} was killed and the failover may not "
+            "have finished: `make demo-down demo` restores the lab's layout"
+        )
+        marks.append((time.time(), f"docker kill {old_primary.name} (primary)"))
+        sh("docker", "kill", old_primary.container)
+        # The same variables as the failover test of tests/e2e/failure.
+        extra = {
+            "db_failover_planned": False,
+            "db_failover_old_primary": old_primary.name,
+            "db_failover_replicas": [r.name for r in replicas],
+        }
+        marks.append((time.time(), "db_failover.yml starts"))
+        ansible_playbook(
+            "playbooks/db_failover.yml",
+            "-e",
+            json.dumps(extra),
+            log_file=outdir / "ansible-db_failover.log",
+        )
+        marks.append((time.time(), "db_failover.yml done"))
+
+    tag = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    failures = [
+        Failure("kill-web", "kill web-01", "docker kill of web-01 under load, docker start 5 s "
+                "later, until nginx answers again.", kill_web),
+        Failure("kill-master", "kill MASTER load balancer", "docker kill of the load balancer "
+                "holding the VIP, docker start 5 s later, until haproxy and keepalived are "
+                "active.", kill_master),
+        Failure("reload-haproxy", "reload haproxy x20", "systemctl reload haproxy on both load "
+                "balancers, 20 times, 0.5 s after each reload returned.",
+                reloads("haproxy", [lab.host("lb-01"), lab.host("lb-02")])),
+        Failure("reload-nginx", "reload nginx x20", "systemctl reload nginx on both web servers, "
+                "20 times, 0.5 s after each reload returned.", reloads("nginx", webs)),
+        Failure("reload-gunicorn", "reload gunicorn x20", "systemctl reload webapp (gunicorn "
+                "HUP: new workers) on both web servers, 20 times, 0.5 s after each reload "
+                "returned (the reload returns once the new workers answer).",
+                reloads("webapp", webs)),
+        Failure("deploy", "deploy_app.yml", "the rolling deploy playbook (drains each web "
+                "server through the HAProxy runtime API, one at a time).", deploy),
+        Failure("db-failover", "kill the database primary during writes, then db_failover.yml",
+                f"a write probe POSTs unique notes to https://VIP/api/notes at {write_rate} "
+                "writes/s; 3 s in, docker kill of the db_primary host, then "
+                "playbooks/db_failover.yml (unplanned, the e2e failover test's variables), "
+                "then 10 s more writes. Afterwards every acknowledged (2xx) note is looked up "
+                "with SELECT on the promoted replica.", fail_over_db, post_tag=tag,
+                after_s=10.0),
+    ]  # fmt: skip
+    assert [f.key for f in failures] == list(FAILURE_KEYS)
+    report["probe_rate"] = rate
+    for failure in failures:
+        if failure.key not in keys:
+            continue
+        log(f"failure timeline: {failure.name}")
+        if failure.post_tag is None:
+            samples, marks = probe_during(f"https://{lab.vip}/", rate, failure.inject)
+        else:
+            samples, marks = probe_during(
+                f"https://{lab.vip}/api/notes",
+                write_rate,
+                failure.inject,
+                post_tag=failure.post_tag,
+                after_s=failure.after_s,
+            )
+        plot = f"timeline-{failure.key}.png"
+        plot_timeline(outdir / plot, failure.name, samples, marks)
+        report["failures"][failure.name] = {
+            "description": failure.description,
+            "summary": timeline_summary(samples),
+            "marks": marks,
+            "plot": plot,
+        }
+        (outdir / f"{Path(plot).stem}.jsonl").write_text(
+            "".join(json.dumps(asdict(s)) + "\n" for s in samples)
+        )
+        if failure.key == "db-failover":
+            outcome = db_failover_outcome(lab, samples, marks, failure.post_tag)
+            report["db_failover"] = outcome
+            report["lab_state"] = outcome["lab_state"]
+
+
+def db_failover_outcome(
+    lab: labtool.Lab,
+    samples: Sequence[ProbeSample],
+    marks: Sequence[tuple[float, str]],
+    tag: str | None,
+) -> dict[str, Any]:
+    """Read the acknowledged notes back on the promoted replica; say where the lab is."""
+    old = lab.first_in("db_primary")
+    new = new_primary(lab)
+    stored = dexec(
+        new.container,
+        "mariadb",
+        "-N",
+        "-B",
+        "-e",
+        f"SELECT body FROM webinfra.notes WHERE body LIKE '{tag}-%'",
+    ).split()
+    lost = lost_writes(samples, stored)
+    outage = write_outage(samples, marks[0][0])
+    note = LAB_ON_REPLICA.format(new=new.name, old=old.name if old else "the old primary")
+    acked = sum(1 for s in samples if s.acknowledged)
+    log(
+        f"db failover: {acked} acknowledged writes, {len(lost)} missing on {new.name}; "
+        f"writes succeed again {fmt(outage['back_s'])} s after the first failed one"
+    )
+    return {
+        "new_primary": new.name,
+        "attempted": len(samples),
+        "acknowledged": acked,
+        "failed": len(samples) - acked,
+        "lost": len(lost),
+        "lost_examples": lost[:10],
+        "stored_rows_of_this_run": len(stored),
+        **outage,
+        "lab_state": note,
+    }
+
+
+def probe_during(
+    url: str,
+    rate: float,
+    inject: Callable[[list[tuple[float, str]]], None],
+    post_tag: str | None = None,
+    after_s: float = 5.0,
+) -> tuple[list[ProbeSample], list[tuple[float, str]]]:
+    """Run the probe, inject the failure 3 s in, stop the probe `after_s` after it."""
+    pidfile = "/tmp/bench_probe.pid"
+    post = f"--post {post_tag} " if post_tag else ""
+    command = f"echo $$ > {pidfile}; exec python3 /root/bench_probe.py {post}{url} {rate} 600"
+    proc = subprocess.Popen(
+        ["docker", "exec", CLIENT, "sh", "-c", command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    marks: list[tuple[float, str]] = []
+    try:
+        time.sleep(3)
+        inject(marks)
+        time.sleep(after_s)
+    finally:
+        pid = dexec(CLIENT, "cat", pidfile, check=False).strip()
+        if pid.isdigit():
+            dexec(CLIENT, "kill", pid, check=False)
+        out, _ = proc.communicate(timeout=30)
+    return parse_probe(out), marks
