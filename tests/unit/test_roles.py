@@ -7,6 +7,7 @@ by the role's argument validation and every default is documented.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,29 @@ def test_argument_specs_match_defaults(role: Path) -> None:
     assert sorted(set(options) - defaults - required) == [], (
         "argument_specs options with neither a default nor required: true"
     )
+
+
+@pytest.mark.parametrize("role", PUBLIC, ids=lambda p: p.name)
+def test_argument_specs_carry_the_defaults(role: Path) -> None:
+    """ansible-doc shows a default for every option that has one.
+
+    A spec default must equal defaults/main.yml's value; only a value derived
+    by a template (from the inventory, other variables) may stay out of it.
+    """
+    defaults = _load(role / "defaults" / "main.yml") or {}
+    options = _spec_options(role)
+    wrong = {
+        name: (opt["default"], defaults[name])
+        for name, opt in options.items()
+        if "default" in opt and opt["default"] != defaults.get(name)
+    }
+    missing = [
+        name
+        for name, value in defaults.items()
+        if "default" not in options.get(name, {}) and "{{" not in json.dumps(value)
+    ]
+    assert wrong == {}
+    assert missing == []
 
 
 @pytest.mark.parametrize("role", PUBLIC, ids=lambda p: p.name)
