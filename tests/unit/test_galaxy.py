@@ -131,7 +131,7 @@ def test_plugin_names_lists_every_filter_and_test() -> None:
     tests = galaxy_import.plugin_names(ROOT / "plugins" / "test", "test")
     assert "duplicates" in filters and "ufw_desired_rules" in filters
     assert tests == ["ipv4_address", "ipv4_interface"]
-    assert len(filters) + len(tests) == 10
+    assert len(filters) + len(tests) == 11
 
 
 @pytest.mark.parametrize(
