@@ -99,9 +99,13 @@ def gate_unit(report: Report) -> None:
 
 
 def shipped(path: str, build_ignore: Sequence[str]) -> bool:
-    """False when galaxy.yml's build_ignore leaves `path` out of the artifact."""
-    first = path.split("/", 1)[0]
-    return not any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(first, p) for p in build_ignore)
+    """False when galaxy.yml's build_ignore leaves `path` out of the artifact.
+
+    As ansible-galaxy does, a pattern matches the file or any folder above it.
+    """
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return not any(fnmatch.fnmatch(prefix, p) for prefix in prefixes for p in build_ignore)
 
 
 def collection_files() -> list[str]:

@@ -17,6 +17,7 @@ from tools.molecule_runs import (
 )
 from tools.run_tests import (
     GATES,
+    collection_files,
     example_secrets,
     molecule_plan,
     parse_pinned_pip,
@@ -118,6 +119,19 @@ def test_pinned_pip_is_read_from_ansible_test_source() -> None:
 def test_missing_pin_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="pinned pip"):
         parse_pinned_pip("nothing here")
+
+
+def test_the_artefact_leaves_the_lab_and_the_build_files_out() -> None:
+    files = collection_files()
+    assert "roles/haproxy/tasks/main.yml" in files
+    assert "inventory/example/hosts.yml" in files
+    leaked = [
+        f
+        for f in files
+        if f.startswith(("inventory/lab/", "roles/_lab_acme/", "changelogs/fragments/"))
+        or f in ("playbooks/lab_acme.yml", ".ansible-lint-ignore")
+    ]
+    assert leaked == []
 
 
 def test_sanity_skips_what_build_ignore_leaves_out() -> None:
