@@ -43,23 +43,36 @@ def burst(
     verify: bool | str = False,
     request_timeout: float = 5.0,
     stop: threading.Event | None = None,
+    keep_alive: bool = True,
 ) -> BurstResult:
     """Send at most `count` GETs, one every `interval` s, for at most `duration` s.
 
     Stops early when `stop` is set. Bounded in count and time by design.
     A request that gets no answer within `request_timeout` s counts as failed.
+    With `keep_alive` false every request opens a connection of its own and
+    asks the server to close it. A client that reuses an idle connection can
+    always meet the server closing it at the same moment (a graceful reload
+    closes idle keep-alive connections); RFC 9112 section 9.3.1 has the
+    client retry then, as browsers and HAProxy (retry-on empty-response) do.
+    A test of the server alone uses fresh connections, where that race
+    cannot occur and every failure is the server's.
     """
     import requests  # imported here so the module imports without it
 
     result = BurstResult()
     deadline = time.monotonic() + duration
+    headers = {} if keep_alive else {"Connection": "close"}
     with requests.Session() as session:
         while result.sent < count and time.monotonic() < deadline:
             if stop is not None and stop.is_set():
                 break
             try:
                 response = session.get(
-                    url, timeout=request_timeout, verify=verify, allow_redirects=False
+                    url,
+                    timeout=request_timeout,
+                    verify=verify,
+                    allow_redirects=False,
+                    headers=headers,
                 )
                 result.record(response.status_code, response.headers.get("X-Served-By"), None)
             except requests.RequestException as exc:

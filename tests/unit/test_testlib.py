@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
-from webinfra_load import BurstResult
+from webinfra_load import BurstResult, burst
 from webinfra_testlib import parse_os_release, wait_for
 
 
@@ -38,3 +41,35 @@ def test_burst_result_counts_5xx_and_errors_as_failures() -> None:
     assert result.served_by == {"web-01": 1, "web-02": 1}
     assert result.statuses == {200: 1, 301: 1, 503: 1}
     assert result.errors == ["HTTP 503", "ConnectionError: refused"]
+
+
+class _PortRecorder(BaseHTTPRequestHandler):
+    """Answers 200 over HTTP/1.1 and notes the client port of each request."""
+
+    protocol_version = "HTTP/1.1"
+    ports: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        self.ports.append(self.client_address[1])
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("keep_alive", "connections"), [(True, 1), (False, 4)])
+def test_burst_reuses_a_connection_only_with_keep_alive(keep_alive: bool, connections: int) -> None:
+    _PortRecorder.ports = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PortRecorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        result = burst(url, count=4, interval=0, keep_alive=keep_alive)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.sent, result.failed) == (4, 0)
+    assert len(set(_PortRecorder.ports)) == connections
