@@ -76,6 +76,16 @@ def acme_root(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
     return fetch_pebble_root(stack.acme.address, str(server_ca), str(folder / "root.pem"))
 
 
+def test_a_host_in_webinfra_unmanaged_is_left_alone(stack: Stack) -> None:
+    """site.yml targets every host but those in webinfra_unmanaged (the acme
+    host here): it gets neither the firewall nor the node exporter."""
+    assert stack.acme is not None, "the target's inventory has no acme host (the lab's CA)"
+    packages = ["ufw", "prometheus-node-exporter"]
+    query = ["dpkg-query", "-W", "-f", r"${Package} ${db:Status-Status}\n", *packages]
+    listed = docker("exec", stack.acme.container, *query, check=False).stdout.split("\n")
+    assert [line for line in listed if line.endswith(" installed")] == []
+
+
 def holders_of_vip(stack: Stack) -> list[str]:
     return [
         lb.name
