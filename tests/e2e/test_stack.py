@@ -238,6 +238,23 @@ def test_every_prometheus_target_is_up(stack: Stack, monitoring: MonitoringLogin
     assert {"node", "haproxy", "nginx", "mysqld"} <= jobs, jobs
 
 
+def test_the_database_alerts_read_each_servers_live_role(
+    stack: Stack, monitoring: MonitoringLogins
+) -> None:
+    """The replication alerts pick the primary by read_only, so the mysqld
+    exporters must report it: 0 on the primary, 1 on every replica."""
+    expected = {db.name: "0" for db in stack.group("db_primary")}
+    expected |= {db.name: "1" for db in stack.group("db_replicas")}
+
+    def read_only() -> dict[str, str]:
+        found = prometheus_query(
+            monitoring.prometheus, 'mysql_global_variables_read_only{job="mysqld"}'
+        )
+        return {str(r["metric"]["instance"]): str(r["value"][1]) for r in found}
+
+    assert wait_for(read_only, timeout=90, interval=3, accept=lambda v: v == expected)
+
+
 def test_the_health_probe_through_the_virtual_ip_succeeds_over_https(
     stack: Stack, monitoring: MonitoringLogins
 ) -> None:
