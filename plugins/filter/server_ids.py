@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - only without ansible installed
 DOCUMENTATION = r"""
 name: server_ids
 short_description: A replication server id for every database host
+version_added: "1.0.0"
 description:
   - Maps each host of the database tier to its MariaDB C(server_id).
   - A host's id is the one set for it (C(mysql_primary_server_id) on primaries,

@@ -140,4 +140,4 @@ def test_sanity_skips_what_build_ignore_leaves_out() -> None:
     assert shipped("plugins/filter/addresses.py", ignore)
     assert not shipped("molecule/nginx/tests/test_nginx.py", ignore)
     assert not shipped("tests/unit/test_lab.py", ignore)
-    assert not shipped("webinfra-stack-0.1.0.tar.gz", ignore)
+    assert not shipped("webinfra-stack-1.0.0.tar.gz", ignore)
