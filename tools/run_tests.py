@@ -9,7 +9,7 @@ imports the built artefact with galaxy-importer (tools/galaxy_import.py) and
 fails on any error or warning or an undocumented plugin. min-ansible runs
 the playbooks' syntax check, a check-mode run of every role's preflight on
 the example inventory (the controller standing in for every host) and the
-MIN_ANSIBLE_SCENARIOS with .venv-min, the oldest ansible-core
+MIN_ANSIBLE_RUNS with .venv-min, the oldest ansible-core
 meta/runtime.yml claims. The molecule gate runs every scenario on the
 Debian releases SCENARIO_DISTROS (tools/molecule_runs.py) names (Debian 12
 by default), WEBINFRA_TEST_JOBS (default 2) at a time, never two runs of one scenario at
@@ -41,6 +41,7 @@ from tools.gate_report import MIN_VENV_BIN, ROOT, VENV_BIN, Outcome, Report, say
 from tools.molecule_runs import (
     MoleculeRun,
     discover_scenarios,
+    heaviest_first,
     molecule_env,
     oldest_ansible_runs,
     plan_molecule,
@@ -295,7 +296,7 @@ def run_preflight_only(bin_dir: Path, env: dict[str, str]) -> bool:
 
 
 def gate_min_ansible(report: Report, with_scenarios: bool = True) -> None:
-    """The playbooks and MIN_ANSIBLE_SCENARIOS with the oldest ansible-core claimed.
+    """The playbooks and MIN_ANSIBLE_RUNS with the oldest ansible-core claimed.
 
     with_scenarios=False leaves the scenarios to the molecule schedule.
     """
@@ -328,12 +329,15 @@ def molecule_plan(
 ) -> list[MoleculeRun]:
     """Every molecule run the selected gates ask for, in one schedule.
 
-    The oldest ansible-core's scenarios join the molecule gate's runs (last:
-    they are short), so that one schedule keeps two runs of a scenario apart.
+    The oldest ansible-core's runs join the molecule gate's, so that one
+    schedule keeps two runs of a scenario apart, and each replaces the
+    molecule gate's run of the same scenario and release (MIN_ANSIBLE_RUNS).
     """
     runs = plan_molecule(scenarios, distros) if "molecule" in gates else []
     if "molecule" in gates and "min-ansible" in gates and (MIN_VENV_BIN / "molecule").exists():
-        runs.extend(oldest_ansible_runs())
+        oldest = oldest_ansible_runs()
+        covered = {(r.scenario, r.distro) for r in oldest}
+        runs = heaviest_first([r for r in runs if (r.scenario, r.distro) not in covered] + oldest)
     return runs
 
 

@@ -130,14 +130,18 @@ def ansible_playbook(
     extra_vars: dict[str, Any] | None = None,
     limit: str | None = None,
     timeout: float = 900.0,
+    check: bool = False,
 ) -> RunOutcome:
     """Run a playbook against the scenario's inventory, as molecule would.
 
-    Used by tests that prove a wrong variable stops the play, or that run a
-    day-2 playbook (deploy_app.yml, db_failover.yml) during a test.
+    Used by tests that prove a wrong variable stops the play, that run a
+    day-2 playbook (deploy_app.yml, db_failover.yml) during a test, or (with
+    `check`) that dry-run one with --check --diff.
     """
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     args = ["ansible-playbook", "-i", inventory, playbook]
+    if check:
+        args += ["--check", "--diff"]
     if extra_vars is not None:
         args += ["-e", json.dumps(extra_vars)]
     if limit:
@@ -180,6 +184,19 @@ def play_recap(stdout: str) -> dict[str, dict[str, int]]:
         if values:
             recap[host.strip()] = values
     return recap
+
+
+def changed_tasks(stdout: str) -> list[str]:
+    """'TASK name: host' for each result an ansible-playbook run reported as changed."""
+    found: list[str] = []
+    task = ""
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", stdout).splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line[line.index("[") + 1 : line.rindex("]")]
+        elif line.startswith("changed: ["):
+            host = line[len("changed: [") : line.index("]")]
+            found.append(f"{task}: {host}")
+    return found
 
 
 def scenario_secret(name: str) -> str:

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import pytest
 from webinfra_load import BurstResult, burst
-from webinfra_testlib import parse_os_release, wait_for
+from webinfra_testlib import changed_tasks, parse_os_release, wait_for
 
 
 def test_parse_os_release_strips_quotes() -> None:
@@ -73,3 +73,20 @@ def test_burst_reuses_a_connection_only_with_keep_alive(keep_alive: bool, connec
         server.server_close()
     assert (result.sent, result.failed) == (4, 0)
     assert len(set(_PortRecorder.ports)) == connections
+
+
+def test_changed_tasks_name_the_task_and_host_of_each_change() -> None:
+    stdout = (
+        "TASK [haproxy : configure | Render haproxy.cfg] ****\n"
+        "ok: [lb-01]\n"
+        "\x1b[0;33mchanged: [lb-02]\x1b[0m\n"
+        "RUNNING HANDLER [webinfra.stack.haproxy : webinfra haproxy reload] ****\n"
+        "changed: [lb-02] => (item=x)\n"
+        "TASK [nginx : service | Start nginx] ****\n"
+        "skipping: [web-01]\n"
+    )
+    assert changed_tasks(stdout) == [
+        "haproxy : configure | Render haproxy.cfg: lb-02",
+        "webinfra.stack.haproxy : webinfra haproxy reload: lb-02",
+    ]
+    assert changed_tasks("TASK [a] ***\nok: [h]\n") == []

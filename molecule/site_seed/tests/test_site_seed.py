@@ -7,6 +7,7 @@ and its replica (web-02). No monitoring host.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -15,7 +16,15 @@ import urllib3
 from webinfra_database import mysql_replica_status, mysql_sql
 from webinfra_firewall import open_ports
 from webinfra_load import alternates, served_by
-from webinfra_testlib import docker, failed_units_in, start_probe, wait_for
+from webinfra_testlib import (
+    ansible_playbook,
+    changed_tasks,
+    docker,
+    failed_units_in,
+    play_recap,
+    start_probe,
+    wait_for,
+)
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
@@ -125,3 +134,15 @@ def test_the_web_servers_reach_each_others_database_only() -> None:
 
 def test_no_unit_failed_on_any_host() -> None:
     assert failed_units_in(list(ADDRESS)) == {}
+
+
+def test_a_dry_run_of_the_converged_stack_passes_and_changes_nothing() -> None:
+    """site.yml --check --diff on the converged stack: no task fails and none
+    would change anything (the scenario's check step dry-ran the fresh hosts)."""
+    converge = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
+    outcome = ansible_playbook(converge, check=True)
+    assert outcome.rc == 0, outcome.stdout[-4000:] + outcome.stderr[-2000:]
+    recap = play_recap(outcome.stdout)
+    assert len(recap) == len(ADDRESS), recap
+    assert changed_tasks(outcome.stdout) == []
+    assert all(counts["changed"] == 0 for counts in recap.values()), recap
