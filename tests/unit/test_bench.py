@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 
-from tools.bench_failures import FAILURE_KEYS
+from tools.bench_failures import FAILURE_KEYS, kills_summary
 from tools.bench_figures import (
     ProbeSample,
     Target,
@@ -293,3 +294,32 @@ def test_the_db_failover_report_says_where_the_lab_runs() -> None:
     assert "writes succeed again: 31.5 s" in text
     assert "130 (10 of them stored although the client saw the write fail" in text
     assert "runs on the promoted replica db-02" in text
+
+
+def test_the_cluster_kills_report_gives_the_median_the_worst_and_every_kill() -> None:
+    def kill(back: float, lost: int) -> dict[str, Any]:
+        return {
+            "new_primary": "db-02",
+            "attempted": 200,
+            "acknowledged": 150,
+            "failed": 50,
+            "lost": lost,
+            "stored_rows_of_this_run": 150,
+            "back_after_kill_s": back,
+            "back_s": back,
+            "steady_s": back,
+            "lab_state": "x",
+        }
+
+    summary = kills_summary([kill(6.0, 0), kill(9.5, 1), kill(5.0, 0)])
+    assert summary["median_back_after_kill_s"] == 6.0
+    assert summary["worst_back_after_kill_s"] == 9.5
+    assert summary["lost_in_all_kills"] == 1
+    report = _report(400)
+    report.update(_MACHINE)
+    report["db_failover"] = {**summary, "lab_state": "every database host runs again"}
+    text = render_markdown(report)
+    assert "3 times (the cluster fails over by itself)" in text
+    assert "median 6 s, worst 9.5 s" in text, text
+    assert "| 2 | db-02 | 200 | 150 | 50 | 1 | 9.5 |" in text
+    assert "all kills: 1" in text
