@@ -413,7 +413,13 @@ def probe(url: str) -> str:
 
 
 def summary(lab: Lab) -> str:
-    lines = [f"Lab network {lab.network} ({lab.subnet}), virtual IP {lab.vip}", ""]
+    lines = [f"Lab network {lab.network} ({lab.subnet}), virtual IP {lab.vip}"]
+    if lab.db_write_vip:
+        lines.append(
+            f"Database cluster (Pacemaker): writes go to {lab.db_write_vip}, on whichever "
+            "database host is promoted (`crm_mon -1` on a database host shows the cluster)"
+        )
+    lines.append("")
     width = max(len(h.name) for h in lab.hosts)
     for host in lab.hosts:
         state = container_state(host.container) or "absent"

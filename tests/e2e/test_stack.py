@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 import pytest
 import requests
 from webinfra_cluster import parse_crm_mon
+from webinfra_database import mysql_sql
 from webinfra_e2e import Stack, StackHost, parse_listening, public_ports
 from webinfra_firewall import reachable
 from webinfra_load import alternating_sample
@@ -154,6 +156,17 @@ def test_a_note_is_written_to_the_primary_and_read_from_a_replica(stack: Stack) 
 
     body = wait_for(read, timeout=5, accept=lambda b: text in str(b.get("notes")))
     assert str(body["read_from"]).startswith("replica"), body
+    # Replicated to every server the application may read from.
+    for db in stack.group("databases"):
+        wait_for(
+            partial(
+                mysql_sql,
+                db.container,
+                f"SELECT COUNT(*) FROM webinfra.notes WHERE body = '{text}'",
+            ),
+            timeout=5,
+            accept=lambda count: count == "1",
+        )
 
 
 def test_the_application_reaches_every_database_over_verified_tls_only(stack: Stack) -> None:
@@ -162,11 +175,10 @@ def test_the_application_reaches_every_database_over_verified_tls_only(stack: St
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, dict[str, str]] = json.loads(done.stdout)
     # Writes go to the cluster's write virtual IP when there is one (one
-    # address, never repointed), reads to the replicas.
-    if stack.write_vip:
-        databases = {stack.write_vip} | {d.address for d in stack.group("db_replicas")}
-    else:
-        databases = {d.address for d in stack.group("databases")}
+    # address, never repointed), reads to every server.
+    databases = {d.address for d in stack.group("databases")} | (
+        {stack.write_vip} if stack.write_vip else set()
+    )
     assert {label.rsplit(":", 1)[0] for label in report} == databases, report
     for label, seen in report.items():
         assert seen["ca"], f"{label}: the application verifies no certificate: {seen}"
