@@ -5,7 +5,6 @@ what a client saw and a timeline.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import subprocess
 import time
@@ -24,6 +23,7 @@ from tools.bench_figures import (
     parse_probe,
     timeline_summary,
     write_outage,
+    writes_back_after_kill,
 )
 from tools.bench_report import fmt, plot_timeline
 from tools.bench_run import CLIENT, BenchError, ansible_playbook, dexec, log, sh
@@ -336,13 +336,7 @@ def db_failover_outcome(
     ).split()
     lost = lost_writes(samples, stored)
     outage = write_outage(samples, marks[0][0])
-    # From the kill to the first acknowledged write after the last failed one
-    # (0 when no write failed).
-    back_after_kill = (
-        0.0
-        if math.isnan(outage["first_failed_at"])
-        else outage["first_failed_at"] + outage["steady_s"] - marks[0][0]
-    )
+    back_after_kill = writes_back_after_kill(samples, marks[0][0])
     note = LAB_ON_REPLICA.format(new=new.name, old=old.name if old else "the old primary")
     acked = sum(1 for s in samples if s.acknowledged)
     log(

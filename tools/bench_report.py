@@ -280,8 +280,8 @@ def cluster_kills_markdown(db: dict[str, Any]) -> list[str]:
         "by itself)",
         "",
         f"- writes back after a kill: median {fmt(db['median_back_after_kill_s'])} s, worst "
-        f"{fmt(db['worst_back_after_kill_s'])} s (from the kill to the first acknowledged write "
-        "after the last failed one)",
+        f"{fmt(db['worst_back_after_kill_s'])} s (from the kill until the answer to the first "
+        "acknowledged write after the last failed one)",
         f"- acknowledged writes missing on the new primary, all kills: {db['lost_in_all_kills']}",
         "",
         "| kill | new primary | attempted | acknowledged | failed | lost | writes back after s |",

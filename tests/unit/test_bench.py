@@ -24,6 +24,7 @@ from tools.bench_figures import (
     select_failures,
     timeline_summary,
     write_outage,
+    writes_back_after_kill,
 )
 from tools.bench_report import figures_of, render_markdown
 
@@ -323,3 +324,20 @@ def test_the_cluster_kills_report_gives_the_median_the_worst_and_every_kill() ->
     assert "median 6 s, worst 9.5 s" in text, text
     assert "| 2 | db-02 | 200 | 150 | 50 | 1 | 9.5 |" in text
     assert "all kills: 1" in text
+
+
+def test_writes_are_back_when_the_first_acknowledged_write_after_the_failures_is_answered() -> None:
+    def write(t: float, ms: float, status: int) -> ProbeSample:
+        return ProbeSample(t=t, ms=ms, status=status, error="")
+
+    samples = [
+        write(99.5, 20, 201),  # before the kill
+        write(100.2, 2000, 503),
+        write(100.5, 20, 201),  # a flicker: writes are not back yet
+        write(101.0, 2000, 503),
+        write(101.5, 3000, 201),  # started during the failover, answered at 104.5
+        write(102.0, 20, 201),
+    ]
+    assert writes_back_after_kill(samples, 100.0) == pytest.approx(4.5)
+    assert writes_back_after_kill(samples[:1], 100.0) == 0.0
+    assert math.isnan(writes_back_after_kill(samples[:4], 100.0))
