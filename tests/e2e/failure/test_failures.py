@@ -13,6 +13,7 @@ as `E2E-FIGURE name=value unit` lines (webinfra_e2e.parse_figures reads them).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
@@ -441,6 +442,11 @@ def test_after_the_primary_is_killed_writes_come_back_and_no_acknowledged_write_
     assert after.status_code == 201, after.text
     assert (stack.write_vip or new.address) in after.json()["written_to"], after.json()
     if stack.write_vip:
+        # The cluster fenced the lost primary before promoting (docker kill
+        # had stopped it already; the history shows the cluster made sure).
+        node = docker("inspect", "-f", "{{.Config.Hostname}}", old.container).stdout.strip()
+        history = docker("exec", new.container, "stonith_admin", "--history", node).stdout
+        assert re.search(rf"\b(reboot|off) of {node} successful", history), history
         rejoins_as_a_replica(old, new, report)
 
 
