@@ -5,6 +5,7 @@ what a client saw and a timeline.
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from tools.bench_figures import (
     parse_probe,
     timeline_summary,
     write_outage,
+    writes_back_after_kill,
 )
 from tools.bench_report import fmt, plot_timeline
 from tools.bench_run import CLIENT, BenchError, ansible_playbook, dexec, log, sh
@@ -88,8 +90,42 @@ LAB_ON_REPLICA = (
 )
 
 
+# Kills of the primary on a clustered tier: the report gives the median and
+# the worst time until writes come back.
+DB_KILLS = 5
+
+
+def write_vip_holder(lab: labtool.Lab) -> labtool.LabHost:
+    """The database host holding the cluster's write virtual IP."""
+    for host in lab.hosts:
+        if "databases" not in host.groups or labtool.container_state(host.container) != "running":
+            continue
+        out = dexec(host.container, "ip", "-4", "-o", "addr", "show", check=False)
+        if f" {lab.db_write_vip}/" in out:
+            return host
+    raise BenchError(f"no database host holds the write virtual IP {lab.db_write_vip}")
+
+
+def wait_replicating(host: labtool.LabHost, timeout: float = 240) -> None:
+    """A restarted cluster member is back as a replica (both threads running)."""
+    labtool.wait_booted(host, timeout)
+
+    def threads() -> str:
+        out = dexec(host.container, "mariadb", "-e", "SHOW SLAVE STATUS\\G", check=False)
+        return " ".join(
+            line.split(":", 1)[1].strip()
+            for line in out.splitlines()
+            if line.strip().startswith(("Slave_IO_Running:", "Slave_SQL_Running:"))
+        )
+
+    wait_for(threads, accept=lambda seen: seen == "Yes Yes", timeout=timeout, interval=2)
+
+
 def new_primary(lab: labtool.Lab) -> labtool.LabHost:
-    """The one running database replica host that replicates from no one now."""
+    """The one running database replica host that replicates from no one now
+    (on a clustered tier: the one holding the write virtual IP)."""
+    if lab.db_write_vip:
+        return write_vip_holder(lab)
     found = []
     for host in lab.hosts:
         if "db_replicas" not in host.groups or labtool.container_state(host.container) != "running":
@@ -153,9 +189,22 @@ def failure_phase(
     old_primary = lab.first_in("db_primary")
     replicas = [h for h in lab.hosts if "db_replicas" in h.groups]
 
+    killed: list[labtool.LabHost] = []
+
     def fail_over_db(marks: list[tuple[float, str]]) -> None:
         if old_primary is None or not replicas:
             raise BenchError("the database failover needs a db_primary host and a replica")
+        if lab.db_write_vip:
+            # The cluster heals by itself: no playbook runs.
+            victim = write_vip_holder(lab)
+            killed.append(victim)
+            report["lab_state"] = (
+                f"the database primary {victim.name} was killed; the cluster promoted "
+                "another member and the bench starts it again as a replica"
+            )
+            marks.append((time.time(), f"docker kill {victim.name} (primary)"))
+            sh("docker", "kill", victim.container)
+            return
         report["lab_state"] = (
             f"the database primary {old_primary.name} was killed and the failover may not "
             "have finished: `make demo-down demo` restores the lab's layout"
@@ -195,45 +244,77 @@ def failure_phase(
                 reloads("webapp", webs)),
         Failure("deploy", "deploy_app.yml", "the rolling deploy playbook (drains each web "
                 "server through the HAProxy runtime API, one at a time).", deploy),
-        Failure("db-failover", "kill the database primary during writes, then db_failover.yml",
+        Failure("db-failover", "kill the database primary during writes"
+                + ("" if lab.db_write_vip else ", then db_failover.yml"),
                 f"a write probe POSTs unique notes to https://VIP/api/notes at {write_rate} "
-                "writes/s; 3 s in, docker kill of the db_primary host, then "
-                "playbooks/db_failover.yml (unplanned, the e2e failover test's variables), "
-                "then 10 s more writes. Afterwards every acknowledged (2xx) note is looked up "
-                "with SELECT on the promoted replica.", fail_over_db, post_tag=tag,
-                after_s=10.0),
+                "writes/s; 3 s in, docker kill of the primary, "
+                + ("the write VIP's holder; the cluster fails over by itself (no playbook), "
+                   f"then 15 s more writes, {DB_KILLS} times, the killed member started again "
+                   "as a replica between kills."
+                   if lab.db_write_vip else
+                   "the db_primary host, then playbooks/db_failover.yml (unplanned, the e2e "
+                   "failover test's variables), then 10 s more writes.")
+                + " Afterwards every acknowledged (2xx) note is looked up with SELECT on the "
+                "new primary.", fail_over_db, post_tag=tag,
+                after_s=15.0 if lab.db_write_vip else 10.0),
     ]  # fmt: skip
     assert [f.key for f in failures] == list(FAILURE_KEYS)
     report["probe_rate"] = rate
+    kills: list[dict[str, Any]] = []
     for failure in failures:
         if failure.key not in keys:
             continue
-        log(f"failure timeline: {failure.name}")
-        if failure.post_tag is None:
-            samples, marks = probe_during(f"https://{lab.vip}/", rate, failure.inject)
-        else:
-            samples, marks = probe_during(
-                f"https://{lab.vip}/api/notes",
-                write_rate,
-                failure.inject,
-                post_tag=failure.post_tag,
-                after_s=failure.after_s,
+        rounds = DB_KILLS if failure.key == "db-failover" and lab.db_write_vip else 1
+        for turn in range(1, rounds + 1):
+            name = failure.name if rounds == 1 else f"{failure.name} ({turn} of {rounds})"
+            log(f"failure timeline: {name}")
+            if failure.post_tag is None:
+                samples, marks = probe_during(f"https://{lab.vip}/", rate, failure.inject)
+            else:
+                samples, marks = probe_during(
+                    f"https://{lab.vip}/api/notes",
+                    write_rate,
+                    failure.inject,
+                    post_tag=f"{failure.post_tag}-{turn}",
+                    after_s=failure.after_s,
+                )
+            plot = f"timeline-{failure.key}" + (f"-{turn}" if rounds > 1 else "") + ".png"
+            plot_timeline(outdir / plot, name, samples, marks)
+            report["failures"][name] = {
+                "description": failure.description,
+                "summary": timeline_summary(samples),
+                "marks": marks,
+                "plot": plot,
+            }
+            (outdir / f"{Path(plot).stem}.jsonl").write_text(
+                "".join(json.dumps(asdict(s)) + "\n" for s in samples)
             )
-        plot = f"timeline-{failure.key}.png"
-        plot_timeline(outdir / plot, failure.name, samples, marks)
-        report["failures"][failure.name] = {
-            "description": failure.description,
-            "summary": timeline_summary(samples),
-            "marks": marks,
-            "plot": plot,
-        }
-        (outdir / f"{Path(plot).stem}.jsonl").write_text(
-            "".join(json.dumps(asdict(s)) + "\n" for s in samples)
-        )
-        if failure.key == "db-failover":
-            outcome = db_failover_outcome(lab, samples, marks, failure.post_tag)
-            report["db_failover"] = outcome
-            report["lab_state"] = outcome["lab_state"]
+            if failure.key != "db-failover":
+                continue
+            kills.append(db_failover_outcome(lab, samples, marks, f"{failure.post_tag}-{turn}"))
+            report["lab_state"] = kills[-1]["lab_state"]
+            if killed:
+                sh("docker", "start", killed[-1].container)
+                wait_replicating(killed[-1])
+                report["lab_state"] = (
+                    f"the cluster's primary is {kills[-1]['new_primary']}, and every database "
+                    "host runs again (the killed ones as replicas)"
+                )
+    if kills:
+        report["db_failover"] = {**kills_summary(kills), "lab_state": report["lab_state"]}
+
+
+def kills_summary(kills: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The last kill's outcome, plus every kill's and the median and worst
+    seconds from a kill until writes succeed for good."""
+    times = sorted(k["back_after_kill_s"] for k in kills)
+    return {
+        **kills[-1],
+        "kills": list(kills),
+        "median_back_after_kill_s": statistics.median(times),
+        "worst_back_after_kill_s": times[-1],
+        "lost_in_all_kills": sum(k["lost"] for k in kills),
+    }
 
 
 def db_failover_outcome(
@@ -255,6 +336,7 @@ def db_failover_outcome(
     ).split()
     lost = lost_writes(samples, stored)
     outage = write_outage(samples, marks[0][0])
+    back_after_kill = writes_back_after_kill(samples, marks[0][0])
     note = LAB_ON_REPLICA.format(new=new.name, old=old.name if old else "the old primary")
     acked = sum(1 for s in samples if s.acknowledged)
     log(
@@ -269,6 +351,7 @@ def db_failover_outcome(
         "lost": len(lost),
         "lost_examples": lost[:10],
         "stored_rows_of_this_run": len(stored),
+        "back_after_kill_s": back_after_kill,
         **outage,
         "lab_state": note,
     }

@@ -241,6 +241,20 @@ def write_outage(samples: Sequence[ProbeSample], since: float) -> dict[str, floa
     return {"first_failed_at": first, "back_s": back - first, "steady_s": steady - first}
 
 
+def writes_back_after_kill(samples: Sequence[ProbeSample], killed_at: float) -> float:
+    """Seconds from the kill until the answer to the first acknowledged write
+    started after the last failed one arrived (its start plus its latency: a
+    write that waited out the failover counts when it was answered). 0 when
+    no write failed after the kill; nan when none was acknowledged after.
+    """
+    after = sorted((s for s in samples if s.t >= killed_at), key=lambda s: s.t)
+    failed = [i for i, s in enumerate(after) if not s.acknowledged]
+    if not failed:
+        return 0.0
+    back = next((s for s in after[failed[-1] + 1 :] if s.acknowledged), None)
+    return math.nan if back is None else back.t + back.ms / 1000 - killed_at
+
+
 def lost_writes(samples: Sequence[ProbeSample], stored: Sequence[str]) -> list[str]:
     """The acknowledged notes that the database does not hold, in write order."""
     kept = set(stored)

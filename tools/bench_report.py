@@ -144,7 +144,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         for name, data in failures.items():
             lines.append(f"### {name}\n\n{data['description']}\n\n![{name}]({data['plot']})\n")
     db = report.get("db_failover")
-    if db:
+    if db and db.get("kills"):
+        lines += cluster_kills_markdown(db)
+    elif db:
         lines += [
             "## Database primary killed during writes, then db_failover.yml",
             "",
@@ -268,3 +270,27 @@ def write_report(outdir: Path, report: dict[str, Any]) -> None:
         plot_throughput(outdir / "throughput.png", report)
     (outdir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (outdir / "report.md").write_text(render_markdown(report))
+
+
+def cluster_kills_markdown(db: dict[str, Any]) -> list[str]:
+    """The clustered tier's kills of the primary: each one, the median and the worst."""
+    kills = db["kills"]
+    lines = [
+        f"## Database primary killed during writes, {len(kills)} times (the cluster fails over "
+        "by itself)",
+        "",
+        f"- writes back after a kill: median {fmt(db['median_back_after_kill_s'])} s, worst "
+        f"{fmt(db['worst_back_after_kill_s'])} s (from the kill until the answer to the first "
+        "acknowledged write after the last failed one)",
+        f"- acknowledged writes missing on the new primary, all kills: {db['lost_in_all_kills']}",
+        "",
+        "| kill | new primary | attempted | acknowledged | failed | lost | writes back after s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for turn, kill in enumerate(kills, start=1):
+        lines.append(
+            f"| {turn} | {kill['new_primary']} | {kill['attempted']} | {kill['acknowledged']} "
+            f"| {kill['failed']} | {kill['lost']} | {fmt(kill['back_after_kill_s'])} |"
+        )
+    lines += ["", f"After the run {db['lab_state']}.", ""]
+    return lines

@@ -39,8 +39,10 @@ LABEL = "webinfra.lab"
 APT_PROXY_PORT = 3142
 APT_PROXY_CONF = "/etc/apt/apt.conf.d/01webinfra-lab-proxy"
 # Lab-only playbooks, run before site.yml when they exist: the lab's ACME
-# certificate authority must answer before the certbot role asks it.
-LAB_PLAYBOOKS = ("playbooks/lab_acme.yml",)
+# certificate authority must answer before the certbot role asks it, and the
+# fencing gateway before the database cluster fences through it.
+LAB_PLAYBOOKS = ("playbooks/lab_acme.yml", "playbooks/lab_fence.yml")
+DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 class LabError(Exception):
@@ -62,6 +64,19 @@ class LabHost:
             return {"net.ipv4.ip_nonlocal_bind": "1"}
         return {}
 
+    @property
+    def shm_size(self) -> str | None:
+        # Pacemaker and Corosync talk over shared memory (libqb): Docker's
+        # 64 MB /dev/shm runs out on the database cluster's members.
+        return "256m" if "databases" in self.groups else None
+
+    @property
+    def volumes(self) -> tuple[str, ...]:
+        # The fencing gateway alone holds the Docker engine's socket.
+        if "fence_gateway" in self.groups:
+            return (f"{DOCKER_SOCKET}:{DOCKER_SOCKET}",)
+        return ()
+
 
 @dataclass(frozen=True)
 class Lab:
@@ -69,6 +84,9 @@ class Lab:
     subnet: str
     vip: str
     hosts: tuple[LabHost, ...] = field(default_factory=tuple)
+    # The database cluster's write virtual IP; "" when the tier is not
+    # clustered (no db_cluster_enabled).
+    db_write_vip: str = ""
 
     def host(self, name: str) -> LabHost:
         for host in self.hosts:
@@ -127,7 +145,9 @@ def parse_inventory(data: dict[str, Any], env: dict[str, str] | None = None) -> 
                 ),
             )
         )
-    return Lab(sample["lab_network"], str(subnet), sample["lab_vip"], tuple(hosts))
+    clustered = str(sample.get("db_cluster_enabled", "")).lower() == "true"
+    write_vip = str(sample.get("lab_db_write_vip", "")) if clustered else ""
+    return Lab(sample["lab_network"], str(subnet), sample["lab_vip"], tuple(hosts), write_vip)
 
 
 def inventory_args(overlays: Sequence[Path] = ()) -> list[str]:
@@ -296,6 +316,10 @@ def run_args(lab: Lab, host: LabHost, image: str) -> list[str]:
     ]  # fmt: skip
     for key, value in host.sysctls.items():
         args += ["--sysctl", f"{key}={value}"]
+    if host.shm_size:
+        args += ["--shm-size", host.shm_size]
+    for volume in host.volumes:
+        args += ["-v", volume]
     for mapping in host.published_ports:
         args += ["-p", mapping]
     return [*args, image, "/lib/systemd/systemd"]
@@ -389,7 +413,13 @@ def probe(url: str) -> str:
 
 
 def summary(lab: Lab) -> str:
-    lines = [f"Lab network {lab.network} ({lab.subnet}), virtual IP {lab.vip}", ""]
+    lines = [f"Lab network {lab.network} ({lab.subnet}), virtual IP {lab.vip}"]
+    if lab.db_write_vip:
+        lines.append(
+            f"Database cluster (Pacemaker): writes go to {lab.db_write_vip}, on whichever "
+            "database host is promoted (`crm_mon -1` on a database host shows the cluster)"
+        )
+    lines.append("")
     width = max(len(h.name) for h in lab.hosts)
     for host in lab.hosts:
         state = container_state(host.container) or "absent"

@@ -283,6 +283,11 @@ def preflight_command(bin_dir: Path, extra_vars: Path) -> list[str]:
         "ansible_connection=local ansible_become=false",
         "-e",
         "ansible_python_interpreter={{ ansible_playbook_python }}",
+        # The controller stands in for every host, so every host would have
+        # its `uname -n`; the example's database hosts are named as their
+        # inventory names.
+        "-e",
+        "db_cluster_node_name={{ inventory_hostname }}",
         "-e",
         f"@{extra_vars}",
     ]

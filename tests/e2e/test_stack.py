@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 import pytest
 import requests
-from webinfra_e2e import Stack, parse_listening, public_ports
+from webinfra_cluster import parse_crm_mon
+from webinfra_database import mysql_sql
+from webinfra_e2e import Stack, StackHost, parse_listening, public_ports
 from webinfra_firewall import reachable
 from webinfra_load import alternating_sample
 from webinfra_monitoring import (
@@ -153,6 +156,17 @@ def test_a_note_is_written_to_the_primary_and_read_from_a_replica(stack: Stack) 
 
     body = wait_for(read, timeout=5, accept=lambda b: text in str(b.get("notes")))
     assert str(body["read_from"]).startswith("replica"), body
+    # Replicated to every server the application may read from.
+    for db in stack.group("databases"):
+        wait_for(
+            partial(
+                mysql_sql,
+                db.container,
+                f"SELECT COUNT(*) FROM webinfra.notes WHERE body = '{text}'",
+            ),
+            timeout=5,
+            accept=lambda count: count == "1",
+        )
 
 
 def test_the_application_reaches_every_database_over_verified_tls_only(stack: Stack) -> None:
@@ -160,7 +174,11 @@ def test_the_application_reaches_every_database_over_verified_tls_only(stack: St
     done = docker("exec", web.container, "python3", "-c", APP_DB_TLS_PROBE, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, dict[str, str]] = json.loads(done.stdout)
-    databases = {d.address for d in stack.group("databases")}
+    # Writes go to the cluster's write virtual IP when there is one (one
+    # address, never repointed), reads to every server.
+    databases = {d.address for d in stack.group("databases")} | (
+        {stack.write_vip} if stack.write_vip else set()
+    )
     assert {label.rsplit(":", 1)[0] for label in report} == databases, report
     for label, seen in report.items():
         assert seen["ca"], f"{label}: the application verifies no certificate: {seen}"
@@ -186,13 +204,20 @@ def test_each_host_exposes_exactly_its_public_ports(stack: Stack, probe: str) ->
         assert opened == expected, f"{host.name}: open to any client {sorted(opened)}"
 
 
+def db_addresses(stack: Stack) -> list[str]:
+    """Where the application may reach MariaDB: every server, and the write VIP."""
+    return [d.address for d in stack.group("databases")] + (
+        [stack.write_vip] if stack.write_vip else []
+    )
+
+
 def test_private_ports_answer_the_groups_that_need_them(stack: Stack) -> None:
     lb = stack.group("loadbalancers")[0]
     web = stack.group("webservers")[0]
     mon = stack.one("monitoring")
     cases = [
         (lb, [(w.address, "tcp", 80) for w in stack.group("webservers")]),
-        (web, [(d.address, "tcp", 3306) for d in stack.group("databases")]),
+        (web, [(d, "tcp", 3306) for d in db_addresses(stack)]),
         (mon, [(h.address, "tcp", 9100) for h in stack.hosts]),
     ]
     for source, targets in cases:
@@ -236,15 +261,22 @@ def test_every_prometheus_target_is_up(stack: Stack, monitoring: MonitoringLogin
     )
     jobs = {str(t["labels"]["job"]) for t in found}
     assert {"node", "haproxy", "nginx", "mysqld"} <= jobs, jobs
+    if stack.write_vip:
+        # The cluster's exporter on every member.
+        scraped = {str(t["labels"]["instance"]) for t in found if t["labels"]["job"] == "hacluster"}
+        assert len(scraped) == len(stack.group("databases")), scraped
 
 
 def test_the_database_alerts_read_each_servers_live_role(
     stack: Stack, monitoring: MonitoringLogins
 ) -> None:
     """The replication alerts pick the primary by read_only, so the mysqld
-    exporters must report it: 0 on the primary, 1 on every replica."""
-    expected = {db.name: "0" for db in stack.group("db_primary")}
-    expected |= {db.name: "1" for db in stack.group("db_replicas")}
+    exporters must report it: 0 on the primary, 1 on every replica. On a
+    clustered tier the primary is whichever server the cluster promoted (it
+    holds the write VIP), not the one the inventory names."""
+    primary = write_vip_holders(stack) if stack.write_vip else stack.group("db_primary")
+    assert len(primary) == 1, [p.name for p in primary]
+    expected = {db.name: "0" if db in primary else "1" for db in stack.group("databases")}
 
     def read_only() -> dict[str, str]:
         found = prometheus_query(
@@ -253,6 +285,51 @@ def test_the_database_alerts_read_each_servers_live_role(
         return {str(r["metric"]["instance"]): str(r["value"][1]) for r in found}
 
     assert wait_for(read_only, timeout=90, interval=3, accept=lambda v: v == expected)
+
+
+def write_vip_holders(stack: Stack) -> list[StackHost]:
+    return [
+        db
+        for db in stack.group("databases")
+        if f" {stack.write_vip}/"
+        in docker("exec", db.container, "ip", "-o", "-4", "addr", "show").stdout
+    ]
+
+
+def test_the_database_cluster_has_quorum_fencing_and_its_write_vip_on_the_writable_server(
+    stack: Stack,
+) -> None:
+    """Every member online with quorum, fencing on and started, one promoted
+    MariaDB: the one server that accepts writes, holding the write VIP."""
+    if not stack.write_vip:
+        pytest.fail("the target's database tier is not clustered (db_cluster_enabled)")
+    members = stack.group("databases")
+    state = parse_crm_mon(
+        docker("exec", members[0].container, "crm_mon", "--one-shot", "--output-as=xml").stdout
+    )
+    assert state.quorate, state
+    assert sorted(state.online) == sorted(
+        docker("exec", m.container, "uname", "-n").stdout.strip() for m in members
+    ), state
+    assert len(state.promoted) == 1, state
+    assert any(rid.startswith("fence") for rid in state.started), state.started
+    holders = write_vip_holders(stack)
+    assert len(holders) == 1, [h.name for h in holders]
+    assert docker("exec", holders[0].container, "uname", "-n").stdout.strip() == state.promoted[0]
+    writable = [
+        db.name
+        for db in members
+        if docker(
+            "exec", db.container, "mariadb", "-N", "-B", "-e", "SELECT @@GLOBAL.read_only"
+        ).stdout.strip()
+        == "0"
+    ]
+    assert writable == [holders[0].name], writable
+    fencing = docker(
+        "exec", members[0].container, "crm_attribute", "--type", "crm_config",
+        "--name", "stonith-enabled", "--query", "--quiet",
+    ).stdout.strip()  # fmt: skip
+    assert fencing == "true", fencing
 
 
 def test_the_health_probe_through_the_virtual_ip_succeeds_over_https(

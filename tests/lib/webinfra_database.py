@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Sequence
+
+from webinfra_cluster import ReadOnlySample
 from webinfra_testlib import docker, parse_vertical
 
 
@@ -21,3 +26,40 @@ def mysql_replica_status(container: str) -> dict[str, str]:
     out = docker("exec", container, "mariadb", "-e", "SHOW SLAVE STATUS\\G").stdout
     rows = parse_vertical(out)
     return rows[0] if rows else {}
+
+
+def read_only(container: str) -> str:
+    """@@GLOBAL.read_only of the server in `container`: "0", "1" or "down"."""
+    done = docker(
+        "exec", container, "mariadb", "-N", "-B", "-e", "SELECT @@GLOBAL.read_only",
+        check=False, timeout=5,
+    )  # fmt: skip
+    return done.stdout.strip() if done.returncode == 0 else "down"
+
+
+class ReadOnlyWatch:
+    """Samples read_only on every server every 0.5 s while the block runs,
+    for at most `limit` seconds: who accepted writes, and when."""
+
+    def __init__(self, containers: Sequence[str], limit: float = 300) -> None:
+        self.containers = tuple(containers)
+        self.samples: list[ReadOnlySample] = []
+        self._stop = threading.Event()
+        self._limit = limit
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._limit
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            t = time.time()
+            writable = tuple(c for c in self.containers if read_only(c) == "0")
+            self.samples.append(ReadOnlySample(t, writable))
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> ReadOnlyWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Groups whose hosts are part of the stack; `acme` (the lab's test CA) is not.
-NOT_STACK = frozenset({"acme"})
+# Groups whose hosts are not part of the stack: `acme` (the lab's test CA)
+# and whatever site.yml leaves alone (the lab's fencing gateway, for one).
+NOT_STACK = frozenset({"acme", "webinfra_unmanaged"})
 
 # Ports a client that belongs to no group may reach, by group. Everything
 # else a host listens on must be closed to it (tests/e2e/test_stack.py).
@@ -48,6 +49,9 @@ class Stack:
     # name its certificates are for (lab_domain); None / "" when absent.
     acme: StackHost | None = None
     domain: str = ""
+    # The database cluster's write virtual IP (lab_db_write_vip of a stack
+    # with db_cluster_enabled); "" when the tier is not clustered.
+    write_vip: str = ""
 
     def group(self, name: str) -> list[StackHost]:
         return [h for h in self.hosts if name in h.groups]
@@ -119,7 +123,15 @@ def parse_stack(
             acme = StackHost(name, container, str(address), frozenset({"acme"}))
     domains = {str(v["lab_domain"]) for v in hostvars.values() if v.get("lab_domain")}
     domain = domains.pop() if len(domains) == 1 else ""
-    return Stack(kind, network, vips.pop(), inventory_path, tuple(hosts), acme, domain)
+    write_vips = {
+        str(v["lab_db_write_vip"])
+        for v in hostvars.values()
+        if v.get("lab_db_write_vip") and str(v.get("db_cluster_enabled")).lower() == "true"
+    }
+    if len(write_vips) > 1:
+        raise LookupError(f"expected one lab_db_write_vip, found {sorted(write_vips)}")
+    write_vip = write_vips.pop() if write_vips else ""
+    return Stack(kind, network, vips.pop(), inventory_path, tuple(hosts), acme, domain, write_vip)
 
 
 def lab_dir(kind: str, root: Path, environ: Mapping[str, str]) -> Path:

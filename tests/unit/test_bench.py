@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 
-from tools.bench_failures import FAILURE_KEYS
+from tools.bench_failures import FAILURE_KEYS, kills_summary
 from tools.bench_figures import (
     ProbeSample,
     Target,
@@ -23,6 +24,7 @@ from tools.bench_figures import (
     select_failures,
     timeline_summary,
     write_outage,
+    writes_back_after_kill,
 )
 from tools.bench_report import figures_of, render_markdown
 
@@ -293,3 +295,49 @@ def test_the_db_failover_report_says_where_the_lab_runs() -> None:
     assert "writes succeed again: 31.5 s" in text
     assert "130 (10 of them stored although the client saw the write fail" in text
     assert "runs on the promoted replica db-02" in text
+
+
+def test_the_cluster_kills_report_gives_the_median_the_worst_and_every_kill() -> None:
+    def kill(back: float, lost: int) -> dict[str, Any]:
+        return {
+            "new_primary": "db-02",
+            "attempted": 200,
+            "acknowledged": 150,
+            "failed": 50,
+            "lost": lost,
+            "stored_rows_of_this_run": 150,
+            "back_after_kill_s": back,
+            "back_s": back,
+            "steady_s": back,
+            "lab_state": "x",
+        }
+
+    summary = kills_summary([kill(6.0, 0), kill(9.5, 1), kill(5.0, 0)])
+    assert summary["median_back_after_kill_s"] == 6.0
+    assert summary["worst_back_after_kill_s"] == 9.5
+    assert summary["lost_in_all_kills"] == 1
+    report = _report(400)
+    report.update(_MACHINE)
+    report["db_failover"] = {**summary, "lab_state": "every database host runs again"}
+    text = render_markdown(report)
+    assert "3 times (the cluster fails over by itself)" in text
+    assert "median 6 s, worst 9.5 s" in text, text
+    assert "| 2 | db-02 | 200 | 150 | 50 | 1 | 9.5 |" in text
+    assert "all kills: 1" in text
+
+
+def test_writes_are_back_when_the_first_acknowledged_write_after_the_failures_is_answered() -> None:
+    def write(t: float, ms: float, status: int) -> ProbeSample:
+        return ProbeSample(t=t, ms=ms, status=status, error="")
+
+    samples = [
+        write(99.5, 20, 201),  # before the kill
+        write(100.2, 2000, 503),
+        write(100.5, 20, 201),  # a flicker: writes are not back yet
+        write(101.0, 2000, 503),
+        write(101.5, 3000, 201),  # started during the failover, answered at 104.5
+        write(102.0, 20, 201),
+    ]
+    assert writes_back_after_kill(samples, 100.0) == pytest.approx(4.5)
+    assert writes_back_after_kill(samples[:1], 100.0) == 0.0
+    assert math.isnan(writes_back_after_kill(samples[:4], 100.0))

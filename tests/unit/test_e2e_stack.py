@@ -136,6 +136,34 @@ def test_a_stack_needs_exactly_one_virtual_ip() -> None:
         )
 
 
+def test_a_clustered_tier_gives_its_write_vip_and_the_fencing_gateway_is_left_out() -> None:
+    clustered: dict[str, Any] = {
+        **LAB,
+        "_meta": {
+            "hostvars": {
+                **{
+                    name: {**v, "db_cluster_enabled": True, "lab_db_write_vip": "172.31.250.30"}
+                    for name, v in LAB["_meta"]["hostvars"].items()
+                },
+                "fence-01": {
+                    "ansible_host": "webinfra-lab-fence",
+                    "webinfra_address": "172.31.250.6",
+                    "lab_vip": "172.31.250.10",
+                },
+            }
+        },
+        "all": {"children": [*LAB["all"]["children"], "webinfra_unmanaged"]},
+        "webinfra_unmanaged": {"children": ["fence_gateway"]},
+        "fence_gateway": {"hosts": ["fence-01"]},
+    }
+    stack = parse_stack(clustered, kind="lab", inventory_path="inv", network="n", address_of={})
+    assert stack.write_vip == "172.31.250.30"
+    assert "fence-01" not in [h.name for h in stack.hosts]
+    # The same inventory without db_cluster_enabled is not clustered.
+    plain = parse_stack(LAB, kind="lab", inventory_path="inv", network="n", address_of={})
+    assert plain.write_vip == ""
+
+
 def test_lookups_name_what_is_missing() -> None:
     stack = parse_stack(LAB, kind="lab", inventory_path="inv", network="n", address_of={})
     with pytest.raises(LookupError, match="monitoring"):

@@ -51,6 +51,7 @@ def test_the_lab_inventory_is_the_architecture_topology() -> None:
     lab = load_lab()
     assert {h.name for h in lab.hosts} == {
         "lb-01", "lb-02", "web-01", "web-02", "db-01", "db-02", "mon-01", "acme-01",
+        "fence-01",
     }  # fmt: skip
     assert lab.host("db-01").groups == ("databases", "db_primary")
     assert lab.host("db-02").groups == ("databases", "db_replicas")
@@ -58,6 +59,8 @@ def test_the_lab_inventory_is_the_architecture_topology() -> None:
     addresses = [h.address for h in lab.hosts]
     assert len(set(addresses)) == len(addresses)
     assert lab.vip not in addresses
+    # The database tier is clustered, its write VIP on the lab network too.
+    assert lab.db_write_vip not in ("", *addresses, lab.vip)
 
 
 def test_load_balancers_boot_with_nonlocal_bind() -> None:
@@ -69,6 +72,22 @@ def test_load_balancers_boot_with_nonlocal_bind() -> None:
     assert lb_args[lb_args.index("-p") + 1] == "127.0.0.1:8443:443"
     assert "--sysctl" not in run_args(lab, web, "img")
     assert run_args(lab, web, "img")[-2:] == ["img", "/lib/systemd/systemd"]
+
+
+def test_cluster_members_get_shared_memory_and_only_the_gateway_the_docker_socket() -> None:
+    lab = Lab("net", "10.9.0.0/24", "10.9.0.10")
+    db = LabHost("db-01", "c-db", "10.9.0.31", ("databases", "db_primary"))
+    gateway = LabHost("fence-01", "c-fence", "10.9.0.6", ("fence_gateway", "webinfra_unmanaged"))
+    web = LabHost("web-01", "c-web", "10.9.0.21", ("webservers",))
+    db_args = run_args(lab, db, "img")
+    assert db_args[db_args.index("--shm-size") + 1] == "256m"
+    assert "/var/run/docker.sock:/var/run/docker.sock" not in db_args
+    gateway_args = run_args(lab, gateway, "img")
+    assert "/var/run/docker.sock:/var/run/docker.sock" in gateway_args
+    assert "--shm-size" not in gateway_args
+    assert not {"--shm-size", "/var/run/docker.sock:/var/run/docker.sock"} & set(
+        run_args(lab, web, "img")
+    )
 
 
 def test_an_address_outside_the_subnet_is_refused() -> None:

@@ -108,3 +108,21 @@ def test_templates_carry_the_managed_header(role: Path) -> None:
         if "ansible_managed" not in t.read_text(encoding="utf-8")
     ]
     assert unmarked == []
+
+
+def test_the_shared_mysql_entry_points_document_exactly_what_their_callers_pass() -> None:
+    """_mysql_common's entry points check `_mysql` against their spec: each key
+    the two MariaDB roles pass must be documented, and nothing else."""
+    specs = yaml.safe_load((ROOT / "roles/_mysql_common/meta/argument_specs.yml").read_text())
+    entry_points = ("preflight", "install", "tls", "configure", "service")
+    for caller in ("mysql_primary", "mysql_replica"):
+        tasks = "\n".join(
+            p.read_text(encoding="utf-8") for p in (ROOT / "roles" / caller / "tasks").glob("*.yml")
+        )
+        used = {ep for ep in entry_points if f"tasks_from: {ep}\n" in tasks}
+        assert used == set(entry_points), (caller, used)
+        passed = yaml.safe_load((ROOT / "roles" / caller / "vars/main.yml").read_text())
+        keys = set(passed[f"_{caller}_common"])
+        for entry_point in entry_points:
+            documented = set(specs["argument_specs"][entry_point]["options"]["_mysql"]["options"])
+            assert keys == documented, (caller, entry_point, keys ^ documented)

@@ -31,7 +31,7 @@ from webinfra_cluster import (
     parse_writes,
     writes_back_after,
 )
-from webinfra_database import mysql_replica_status, mysql_sql
+from webinfra_database import ReadOnlyWatch, mysql_replica_status, mysql_sql, read_only
 from webinfra_testlib import ansible_playbook, copy_between, docker, scenario_secret, wait_for
 
 DB = {"webinfra-dbcluster-db-01": "172.30.12.31", "webinfra-dbcluster-db-02": "172.30.12.32"}
@@ -64,21 +64,6 @@ def state(via: str | None = None) -> ClusterState:
         if done.returncode == 0:
             return parse_crm_mon(done.stdout)
     raise AssertionError(f"no member answered crm_mon: {members}")
-
-
-def read_only(container: str) -> str:
-    done = docker(
-        "exec",
-        container,
-        "mariadb",
-        "-N",
-        "-B",
-        "-e",
-        "SELECT @@GLOBAL.read_only",
-        check=False,
-        timeout=5,
-    )
-    return done.stdout.strip() if done.returncode == 0 else "down"
 
 
 def healthy() -> ClusterState:
@@ -163,32 +148,6 @@ class Writer:
         self.proc.wait(timeout=30)
         self._reader.join(timeout=10)
         return self.writes
-
-
-class ReadOnlyWatch:
-    """Samples @@read_only on every member every 0.5 s (bounded in time)."""
-
-    def __init__(self, limit: float = 300) -> None:
-        self.samples: list[ReadOnlySample] = []
-        self._stop = threading.Event()
-        self._limit = limit
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self._limit
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            t = time.time()
-            writable = tuple(c for c in DB if read_only(c) == "0")
-            self.samples.append(ReadOnlySample(t, writable))
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> ReadOnlyWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
 
 def container_of(node: str) -> str:
@@ -341,7 +300,7 @@ def test_a_planned_switchover_under_writes_moves_the_write_ip_and_loses_none() -
     s = healthy()
     old, new = container_of(s.promoted[0]), container_of(s.unpromoted[0])
     tag = f"switch-{uuid.uuid4().hex[:8]}"
-    with ReadOnlyWatch() as watch:
+    with ReadOnlyWatch(list(DB)) as watch:
         writer = Writer(tag)
         wait_for(lambda: sum(w.ok for w in writer.writes), timeout=30, accept=lambda n: n >= 10)
         started = time.time()
@@ -385,7 +344,7 @@ def fail_primary_under_writes(
     """
     s = healthy()
     old, new = container_of(s.promoted[0]), container_of(s.unpromoted[0])
-    with ReadOnlyWatch() as watch:
+    with ReadOnlyWatch(list(DB)) as watch:
         writer = Writer(tag)
         wait_for(lambda: sum(w.ok for w in writer.writes), timeout=30, accept=lambda n: n >= 20)
         began = time.time()
