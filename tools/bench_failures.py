@@ -29,14 +29,24 @@ from tools.bench_report import fmt, plot_timeline
 from tools.bench_run import CLIENT, BenchError, ansible_playbook, dexec, log, sh
 
 
-def vip_holder(lab: labtool.Lab) -> labtool.LabHost:
+def holder(lab: labtool.Lab, group: str, address: str) -> labtool.LabHost:
+    """The running host of `group` that holds the virtual IP `address`."""
     for host in lab.hosts:
-        if "loadbalancers" not in host.groups:
+        if group not in host.groups or labtool.container_state(host.container) != "running":
             continue
         out = dexec(host.container, "ip", "-4", "-o", "addr", "show", check=False)
-        if f" {lab.vip}/" in out:
+        if f" {address}/" in out:
             return host
-    raise BenchError(f"no load balancer holds the virtual IP {lab.vip}")
+    raise BenchError(f"no host of {group} holds the virtual IP {address}")
+
+
+def vip_holder(lab: labtool.Lab) -> labtool.LabHost:
+    return holder(lab, "loadbalancers", lab.vip)
+
+
+def write_vip_holder(lab: labtool.Lab) -> labtool.LabHost:
+    """The database host holding the cluster's write virtual IP."""
+    return holder(lab, "databases", lab.db_write_vip)
 
 
 def wait_web_healthy(host: labtool.LabHost, timeout: float = 180) -> None:
@@ -93,17 +103,6 @@ LAB_ON_REPLICA = (
 # Kills of the primary on a clustered tier: the report gives the median and
 # the worst time until writes come back.
 DB_KILLS = 5
-
-
-def write_vip_holder(lab: labtool.Lab) -> labtool.LabHost:
-    """The database host holding the cluster's write virtual IP."""
-    for host in lab.hosts:
-        if "databases" not in host.groups or labtool.container_state(host.container) != "running":
-            continue
-        out = dexec(host.container, "ip", "-4", "-o", "addr", "show", check=False)
-        if f" {lab.db_write_vip}/" in out:
-            return host
-    raise BenchError(f"no database host holds the write virtual IP {lab.db_write_vip}")
 
 
 def wait_replicating(host: labtool.LabHost, timeout: float = 240) -> None:
