@@ -13,6 +13,7 @@ from tools.molecule_runs import (
     SCENARIO_DISTROS,
     MoleculeRun,
     discover_scenarios,
+    may_start,
     plan_molecule,
 )
 from tools.run_tests import (
@@ -148,3 +149,11 @@ def test_sanity_skips_what_build_ignore_leaves_out() -> None:
     assert not shipped("molecule/nginx/tests/test_nginx.py", ignore)
     assert not shipped("tests/unit/test_lab.py", ignore)
     assert not shipped("webinfra-stack-1.0.0.tar.gz", ignore)
+
+
+def test_the_two_clusters_scenarios_never_run_side_by_side() -> None:
+    assert may_start("db_cluster", {"haproxy"})
+    assert not may_start("db_cluster", {"site"})
+    assert not may_start("site", {"db_cluster"})
+    assert not may_start("site", {"site"})
+    assert may_start("site", {"site_seed"})
