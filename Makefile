@@ -66,10 +66,10 @@ e2e: venv ## End-to-end tests against the lab (make demo first; WEBINFRA_E2E_FAI
 	$(VENV)/bin/pytest tests/e2e --target lab -v
 
 demo: setup ## Bring up the lab and deploy the whole stack into it
-	@$(VENV)/bin/python tools/lab.py up
+	@$(VENV)/bin/python -m tools.lab up
 
 demo-down: venv ## Remove the lab's containers and network
-	@$(VENV)/bin/python tools/lab.py down
+	@$(VENV)/bin/python -m tools.lab down
 
 bench: setup ## Benchmark the lab (paths, converge, memory, failures); report in .cache/bench/
 	@$(VENV)/bin/python tools/bench.py $(BENCH_ARGS)

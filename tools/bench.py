@@ -181,7 +181,7 @@ def rerun_phase(outdir: Path) -> dict[str, float]:
 def ensure_lab_up(lab: labtool.Lab) -> None:
     if all(labtool.container_state(h.container) == "running" for h in lab.hosts):
         return
-    log("the lab is not running: bringing it up (tools/lab.py up)")
+    log("the lab is not running: bringing it up (python -m tools.lab up)")
     labtool.up()
 
 
