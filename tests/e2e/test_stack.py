@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 from webinfra_cluster import parse_crm_mon
-from webinfra_database import mysql_sql
-from webinfra_e2e import Stack, StackHost, parse_listening, public_ports
+from webinfra_database import mysql_sql, write_vip_holders
+from webinfra_e2e import Stack, parse_listening, public_ports
 from webinfra_firewall import reachable
 from webinfra_load import alternating_sample
 from webinfra_monitoring import (
@@ -285,15 +285,6 @@ def test_the_database_alerts_read_each_servers_live_role(
         return {str(r["metric"]["instance"]): str(r["value"][1]) for r in found}
 
     assert wait_for(read_only, timeout=90, interval=3, accept=lambda v: v == expected)
-
-
-def write_vip_holders(stack: Stack) -> list[StackHost]:
-    return [
-        db
-        for db in stack.group("databases")
-        if f" {stack.write_vip}/"
-        in docker("exec", db.container, "ip", "-o", "-4", "addr", "show").stdout
-    ]
 
 
 def test_the_database_cluster_has_quorum_fencing_and_its_write_vip_on_the_writable_server(

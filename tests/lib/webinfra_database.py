@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from webinfra_cluster import ReadOnlySample
+from webinfra_e2e import Stack, StackHost
 from webinfra_testlib import docker, parse_vertical
 
 
@@ -63,3 +64,13 @@ class ReadOnlyWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+
+def write_vip_holders(stack: Stack) -> list[StackHost]:
+    """The database servers holding the cluster's write virtual IP (one when healthy)."""
+    return [
+        db
+        for db in stack.group("databases")
+        if f" {stack.write_vip}/"
+        in docker("exec", db.container, "ip", "-o", "-4", "addr", "show", check=False).stdout
+    ]

@@ -26,7 +26,13 @@ from pathlib import Path
 import pytest
 import requests
 from webinfra_cluster import double_writers
-from webinfra_database import ReadOnlyWatch, mysql_replica_status, mysql_sql, read_only
+from webinfra_database import (
+    ReadOnlyWatch,
+    mysql_replica_status,
+    mysql_sql,
+    read_only,
+    write_vip_holders,
+)
 from webinfra_e2e import Stack, StackHost, figure, time_to_recover
 from webinfra_haproxy import haproxy_server_status
 from webinfra_load import PatientTlsBackgroundBurst, alternating_sample
@@ -345,12 +351,7 @@ def current_primary(stack: Stack) -> StackHost:
     the write VIP; otherwise the inventory's db_primary."""
     if not stack.write_vip:
         return stack.one("db_primary")
-    holders = [
-        db
-        for db in stack.group("databases")
-        if f" {stack.write_vip}/"
-        in docker("exec", db.container, "ip", "-o", "-4", "addr", "show", check=False).stdout
-    ]
+    holders = write_vip_holders(stack)
     assert len(holders) == 1, [h.name for h in holders]
     return holders[0]
 
