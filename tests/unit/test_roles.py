@@ -115,7 +115,7 @@ def test_the_shared_mysql_entry_points_document_exactly_what_their_callers_pass(
     """_mysql_common's entry points check `_mysql` against their spec: each key
     the two MariaDB roles pass must be documented, and nothing else."""
     specs = yaml.safe_load((ROOT / "roles/_mysql_common/meta/argument_specs.yml").read_text())
-    entry_points = ("preflight", "install", "tls", "configure", "service")
+    entry_points = ("preflight", "install", "tls", "configure", "service", "role_change")
     for caller in ("mysql_primary", "mysql_replica"):
         tasks = "\n".join(
             p.read_text(encoding="utf-8") for p in (ROOT / "roles" / caller / "tasks").glob("*.yml")
