@@ -211,3 +211,22 @@ def test_the_shared_mysql_preflight_documents_and_sets_what_its_callers_read() -
     assert read, "the callers read nothing from mysql_common_server"
     assert sorted(read - keys) == [], "read but not set"
     assert documented == keys, "set and documented differ"
+
+
+def test_the_mysqld_exporter_account_gets_the_same_grants_from_both_creators() -> None:
+    """mysql_primary owns the exporter's account; the deprecated
+    exporters_mysqld_manage_user path creates the same account, with the same
+    privileges and connection cap, until it is removed."""
+    dialect = _load(ROOT / "roles/_mysql_common/vars/Debian.yml")["_mysql_common_sql"]
+    exporters = _load(ROOT / "roles/exporters/vars/Debian.yml")
+    assert dialect["exporter_privileges"] == exporters["_exporters_mysqld_privileges"]
+    accounts = _load(ROOT / "roles/mysql_primary/tasks/accounts.yml")
+    owner = next(t for t in accounts if "exporter" in t["name"])["community.mysql.mysql_user"]
+    defaults = _load(ROOT / "roles/exporters/defaults/main.yml")
+    assert owner["resource_limits"] == {
+        "MAX_USER_CONNECTIONS": defaults["exporters_mysqld_max_user_connections"]
+    }
+    assert owner["name"] == "{{ mysql_primary_exporter_user }}"
+    primary = _load(ROOT / "roles/mysql_primary/defaults/main.yml")
+    assert primary["mysql_primary_exporter_user"] == defaults["exporters_mysqld_user"]
+    assert defaults["exporters_mysqld_manage_user"] is False
