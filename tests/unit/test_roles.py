@@ -8,6 +8,7 @@ by the role's argument validation and every default is documented.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def test_the_shared_mysql_entry_points_document_exactly_what_their_callers_pass(
     """_mysql_common's entry points check `_mysql` against their spec: each key
     the two MariaDB roles pass must be documented, and nothing else."""
     specs = yaml.safe_load((ROOT / "roles/_mysql_common/meta/argument_specs.yml").read_text())
-    entry_points = ("preflight", "install", "tls", "configure", "service")
+    entry_points = ("preflight", "install", "tls", "configure", "service", "role_change")
     for caller in ("mysql_primary", "mysql_replica"):
         tasks = "\n".join(
             p.read_text(encoding="utf-8") for p in (ROOT / "roles" / caller / "tasks").glob("*.yml")
@@ -126,3 +127,106 @@ def test_the_shared_mysql_entry_points_document_exactly_what_their_callers_pass(
         for entry_point in entry_points:
             documented = set(specs["argument_specs"][entry_point]["options"]["_mysql"]["options"])
             assert keys == documented, (caller, entry_point, keys ^ documented)
+
+
+def _private_name(role: str) -> re.Pattern[str]:
+    """A name private to `role`: `_<role>_...` (constants, facts) or `__<role>_...` (results)."""
+    return re.compile(rf"(?<![A-Za-z0-9_.])__?{re.escape(role.lstrip('_'))}_[a-z0-9_]+")
+
+
+def _reads_of_private_names(text: str, owner: str | None) -> list[str]:
+    """Names private to a role other than `owner` that `text` reads.
+
+    A name the text sets itself (a key, a registered result) is its own: a
+    playbook passing an internal role's documented `_<role>_*` inputs in
+    include_role's `vars`, or naming its own results, reads nothing."""
+    own = set(re.findall(r"^\s*(?:- )?([A-Za-z_][A-Za-z0-9_]*):", text, re.MULTILINE))
+    own |= set(re.findall(r"register:\s*([A-Za-z_][A-Za-z0-9_]*)", text))
+    return sorted(
+        {
+            match.group(0)
+            for role in ROLES
+            if role.name != owner
+            for match in _private_name(role.name).finditer(text)
+        }
+        - own
+    )
+
+
+def _role_sources(role: Path) -> list[Path]:
+    return [
+        path
+        for part in ("tasks", "handlers", "templates", "vars", "defaults")
+        for path in sorted((role / part).rglob("*"))
+        if path.is_file()
+    ]
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_no_role_reads_another_roles_private_names(role: Path) -> None:
+    """A role reads another role only through documented names: never its
+    `_<role>_*` constants and facts or `__<role>_*` results (style guide: a
+    role never reaches into another role's variables)."""
+    reads = {
+        str(path.relative_to(ROOT)): found
+        for path in _role_sources(role)
+        if (found := _reads_of_private_names(path.read_text(encoding="utf-8"), role.name))
+    }
+    assert reads == {}
+
+
+PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
+def test_no_playbook_reads_a_roles_private_names(playbook: Path) -> None:
+    assert _reads_of_private_names(playbook.read_text(encoding="utf-8"), None) == []
+
+
+def test_the_private_name_check_catches_a_read() -> None:
+    text = 'login_unix_socket: "{{ _mysql_common_socket }}"\nwhen: __mysql_common_apt is changed'
+    assert _reads_of_private_names(text, "mysql_primary") == [
+        "__mysql_common_apt",
+        "_mysql_common_socket",
+    ]
+    assert _reads_of_private_names(text, "_mysql_common") == []
+    assert _reads_of_private_names("{{ mysql_common_server.socket }}", "mysql_primary") == []
+    passed = "vars:\n  _lab_acme_port: 1\n  register: __lab_acme_ca\nx: '{{ __lab_acme_ca }}'"
+    assert _reads_of_private_names(passed, None) == []
+
+
+def test_the_shared_mysql_preflight_documents_and_sets_what_its_callers_read() -> None:
+    """The callers read `mysql_common_server.<key>`: each key is set by the
+    preflight entry point and named in its argument spec."""
+    preflight = yaml.safe_load((ROOT / "roles/_mysql_common/tasks/preflight.yml").read_text())
+    facts = [t["ansible.builtin.set_fact"] for t in preflight if "ansible.builtin.set_fact" in t]
+    keys = set(next(f for f in facts if "mysql_common_server" in f)["mysql_common_server"])
+    specs = yaml.safe_load((ROOT / "roles/_mysql_common/meta/argument_specs.yml").read_text())
+    described = " ".join(specs["argument_specs"]["preflight"]["description"])
+    documented = set(re.findall(r"C\(mysql_common_server\.([a-z_]+)\)", described))
+    read: set[str] = set()
+    for caller in ("mysql_primary", "mysql_replica"):
+        for path in (ROOT / "roles" / caller / "tasks").glob("*.yml"):
+            read |= set(re.findall(r"mysql_common_server\.([a-z_]+)", path.read_text()))
+    assert read, "the callers read nothing from mysql_common_server"
+    assert sorted(read - keys) == [], "read but not set"
+    assert documented == keys, "set and documented differ"
+
+
+def test_the_mysqld_exporter_account_gets_the_same_grants_from_both_creators() -> None:
+    """mysql_primary owns the exporter's account; the deprecated
+    exporters_mysqld_manage_user path creates the same account, with the same
+    privileges and connection cap, until it is removed."""
+    dialect = _load(ROOT / "roles/_mysql_common/vars/Debian.yml")["_mysql_common_sql"]
+    exporters = _load(ROOT / "roles/exporters/vars/Debian.yml")
+    assert dialect["exporter_privileges"] == exporters["_exporters_mysqld_privileges"]
+    accounts = _load(ROOT / "roles/mysql_primary/tasks/accounts.yml")
+    owner = next(t for t in accounts if "exporter" in t["name"])["community.mysql.mysql_user"]
+    defaults = _load(ROOT / "roles/exporters/defaults/main.yml")
+    assert owner["resource_limits"] == {
+        "MAX_USER_CONNECTIONS": defaults["exporters_mysqld_max_user_connections"]
+    }
+    assert owner["name"] == "{{ mysql_primary_exporter_user }}"
+    primary = _load(ROOT / "roles/mysql_primary/defaults/main.yml")
+    assert primary["mysql_primary_exporter_user"] == defaults["exporters_mysqld_user"]
+    assert defaults["exporters_mysqld_manage_user"] is False

@@ -78,6 +78,12 @@ def follows(container: str, primary: str) -> bool:
     )
 
 
+def settings(container: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Lines of the settings file the MariaDB roles render, but those starting with `skip`."""
+    text = docker("exec", container, "cat", "/etc/mysql/mariadb.conf.d/60-webinfra.cnf").stdout
+    return [line for line in text.splitlines() if not line.startswith(skip)]
+
+
 def install_mariadb(container: str) -> None:
     done = docker(
         "exec", container, "bash", "-c",
@@ -164,6 +170,14 @@ def test_a_planned_switchover_keeps_every_row_and_demotes_the_old_primary() -> N
     wait_same_state(DB[2], [DB[1], DB[3], DB[4]])
     semi = mysql_sql(DB[2], "SHOW STATUS LIKE 'Rpl_semi_sync_master_status'").split()
     assert semi == ["Rpl_semi_sync_master_status", "ON"]
+    # Each server's settings file is what its new role renders (the next
+    # site.yml run, with the hosts moved between the groups, changes
+    # nothing): the demoted primary's equals a replica's but for its id.
+    assert settings(DB[1], skip=("server_id",)) == settings(DB[3], skip=("server_id",))
+    primary = settings(DB[2])
+    assert "read_only = OFF" in primary, primary
+    assert "rpl_semi_sync_master_enabled = ON" in primary, primary
+    assert not [line for line in primary if line.startswith("rpl_semi_sync_slave_enabled")], primary
 
 
 def test_after_the_primary_is_killed_every_acknowledged_write_is_on_the_new_primary() -> None:
