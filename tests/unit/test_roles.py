@@ -229,4 +229,10 @@ def test_the_mysqld_exporter_account_gets_the_same_grants_from_both_creators() -
     assert owner["name"] == "{{ mysql_primary_exporter_user }}"
     primary = _load(ROOT / "roles/mysql_primary/defaults/main.yml")
     assert primary["mysql_primary_exporter_user"] == defaults["exporters_mysqld_user"]
-    assert defaults["exporters_mysqld_manage_user"] is False
+    # 1.x keeps the deprecated default; the stack's playbook turns it off.
+    assert defaults["exporters_mysqld_manage_user"] is True
+    site = _load(ROOT / "playbooks/site.yml")
+    exporters = next(
+        r for play in site for r in play.get("roles", []) if r["role"] == "webinfra.stack.exporters"
+    )
+    assert exporters["vars"]["exporters_mysqld_manage_user"] is False
