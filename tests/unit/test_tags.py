@@ -31,6 +31,10 @@ PUBLIC_ROLES = sorted(
 )
 # Playbooks that apply roles (db_failover.yml only re-runs one by name).
 PLAYBOOKS = ("site.yml", "databases.yml", "deploy_app.yml")
+# Public roles site.yml does not apply yet, each with the reason. os_baseline
+# (issue 15) is proven by its own scenario; it joins site.yml once the
+# whole-stack scenario can be run again with it (roles/os_baseline/README.md).
+NOT_YET_IN_SITE = {"os_baseline": "issue 15: whole-stack scenario not rerun with it yet"}
 # Task files whose tasks run whatever --tags select.
 ALWAYS_FILES = ("main.yml", "preflight.yml", "publish.yml")
 _TASK_LINE = re.compile(r"^ {6}(?P<name>.+)\tTAGS: \[(?P<tags>[^\]]*)\]$")
@@ -129,7 +133,9 @@ def test_parse_listing_reads_plays_names_and_tags() -> None:
 
 
 def test_site_applies_every_public_role(listings: dict[str, list[ListedTask]]) -> None:
-    assert sorted(roles_in(listings["site.yml"])) == PUBLIC_ROLES
+    """Every public role but those NOT_YET_IN_SITE; an entry there goes once site.yml applies it."""
+    expected = [r for r in PUBLIC_ROLES if r not in NOT_YET_IN_SITE]
+    assert sorted(roles_in(listings["site.yml"])) == expected
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS)
