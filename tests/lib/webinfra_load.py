@@ -62,7 +62,8 @@ def burst(
     result = BurstResult()
     deadline = time.monotonic() + duration
     headers = {} if keep_alive else {"Connection": "close"}
-    with requests.Session() as session:
+    session = requests.Session()
+    try:
         while result.sent < count and time.monotonic() < deadline:
             if stop is not None and stop.is_set():
                 break
@@ -77,7 +78,15 @@ def burst(
                 result.record(response.status_code, response.headers.get("X-Served-By"), None)
             except requests.RequestException as exc:
                 result.record(None, None, f"{type(exc).__name__}: {exc}")
+            if not keep_alive:
+                # The client closes its side itself: a server that does not
+                # answer "Connection: close" leaves the socket in the pool, and
+                # reusing it would race the server's close.
+                session.close()
+                session = requests.Session()
             time.sleep(interval)
+    finally:
+        session.close()
     return result
 
 

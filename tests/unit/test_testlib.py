@@ -71,7 +71,7 @@ def test_burst_reuses_a_connection_only_with_keep_alive(keep_alive: bool, connec
     finally:
         server.shutdown()
         server.server_close()
-    assert (result.sent, result.failed) == (4, 0)
+    assert (result.sent, result.failed) == (4, 0), result.errors
     assert len(set(_PortRecorder.ports)) == connections
 
 
