@@ -24,6 +24,11 @@ from roles.gunicorn_app.files.webinfra_demo.settings import (
 )
 
 
+class ReadOnly(Exception):
+    def __init__(self) -> None:
+        super().__init__(1290, "The MariaDB server is running with the --read-only option")
+
+
 class MissingTable(Exception):
     def __init__(self) -> None:
         super().__init__(1146, "Table 'webinfra.notes' doesn't exist")
@@ -34,6 +39,7 @@ class FakeServer:
     notes: list[tuple[int, str, str]] = field(default_factory=list)
     has_table: bool = False
     up: bool = True
+    read_only: bool = False
     connections: int = 0
     commits: int = 0
 
@@ -53,6 +59,8 @@ class FakeCursor:
             self._conn.pending_table = True
         elif q.startswith("INSERT INTO NOTES"):
             assert args is not None
+            if self._server.read_only:
+                raise ReadOnly()
             self._conn.pending.append((str(args[0]), str(args[1])))
             self.lastrowid = len(self._server.notes) + len(self._conn.pending)
         elif q.startswith("SELECT ID, BODY, SERVED_BY FROM NOTES"):
@@ -250,6 +258,17 @@ def test_notes_answer_503_when_no_database_answers(
     post = client.post("/api/notes", json={"text": "lost"})
     assert post.status_code == 503
     assert "primary database unreachable" in post.get_json()["error"]
+
+
+def test_a_write_refused_by_a_read_only_primary_answers_503_with_the_reason(
+    client: FlaskClient, cluster: FakeCluster
+) -> None:
+    cluster.servers["db-01"].read_only = True
+    post = client.post("/api/notes", json={"text": "refused"})
+    assert post.status_code == 503
+    assert "primary database refused the write" in post.get_json()["error"]
+    assert "read-only" in post.get_json()["error"]
+    assert cluster.servers["db-01"].notes == []
 
 
 @pytest.mark.parametrize("payload", [None, {}, {"text": ""}, {"text": 5}, {"text": "x" * 1001}])

@@ -15,6 +15,7 @@ from .db import (
     Connection,
     DatabaseUnavailable,
     is_missing_table,
+    is_write_refused,
     pymysql_connect,
 )
 from .settings import DbEndpoint, Settings, from_environ
@@ -171,6 +172,12 @@ def create_app(
                 conn.commit()
         except DatabaseUnavailable as exc:
             return error(503, f"primary database unreachable: {exc}")
+        except Exception as exc:
+            # A primary demoted under the connection (quorum lost, a
+            # switchover) refuses the write: the client may retry later.
+            if not is_write_refused(exc):
+                raise
+            return error(503, f"primary database refused the write: {exc}")
         body = {
             "id": note_id,
             "text": text,

@@ -65,6 +65,18 @@ def pymysql_connect(endpoint: DbEndpoint, settings: Settings) -> Connection:
     return conn
 
 
+# MySQL errors that mean "this server does not take writes now", not "the
+# request is wrong": read-only (a demoted primary: 1290, 1792), shutting
+# down or killed (1053, 1927), and the connection lost mid-query (2006, 2013).
+WRITE_REFUSED_ERRORS = frozenset({1053, 1290, 1792, 1927, 2006, 2013})
+
+
+def is_write_refused(exc: BaseException) -> bool:
+    """True for a MySQL error of WRITE_REFUSED_ERRORS (its first argument)."""
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+    return len(args) > 0 and args[0] in WRITE_REFUSED_ERRORS
+
+
 def is_missing_table(exc: BaseException) -> bool:
     """True for MySQL error 1146 (table does not exist)."""
     args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
