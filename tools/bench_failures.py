@@ -17,6 +17,15 @@ from typing import Any
 from webinfra_testlib import wait_for
 
 from tools import lab as labtool
+from tools.bench_db_failures import (
+    cut_off_primary,
+    holder,
+    kill_replica,
+    lose_quorum,
+    wait_replicating,
+    write_vip_holder,
+    writes_outcome,
+)
 from tools.bench_figures import (
     ProbeSample,
     lost_writes,
@@ -29,24 +38,8 @@ from tools.bench_report import fmt, plot_timeline
 from tools.bench_run import CLIENT, BenchError, ansible_playbook, dexec, log, sh
 
 
-def holder(lab: labtool.Lab, group: str, address: str) -> labtool.LabHost:
-    """The running host of `group` that holds the virtual IP `address`."""
-    for host in lab.hosts:
-        if group not in host.groups or labtool.container_state(host.container) != "running":
-            continue
-        out = dexec(host.container, "ip", "-4", "-o", "addr", "show", check=False)
-        if f" {address}/" in out:
-            return host
-    raise BenchError(f"no host of {group} holds the virtual IP {address}")
-
-
 def vip_holder(lab: labtool.Lab) -> labtool.LabHost:
     return holder(lab, "loadbalancers", lab.vip)
-
-
-def write_vip_holder(lab: labtool.Lab) -> labtool.LabHost:
-    """The database host holding the cluster's write virtual IP."""
-    return holder(lab, "databases", lab.db_write_vip)
 
 
 def wait_web_healthy(host: labtool.LabHost, timeout: float = 180) -> None:
@@ -89,8 +82,10 @@ class Failure:
 # failover is last, since it leaves the lab on the promoted replica.
 FAILURE_KEYS = (
     "kill-web", "kill-master", "reload-haproxy", "reload-nginx", "reload-gunicorn", "deploy",
-    "db-failover",
+    "db-replica-kill", "db-partition", "db-quorum-lost", "db-failover",
 )  # fmt: skip
+# The failures that need the clustered tier (a write VIP).
+CLUSTER_ONLY = ("db-replica-kill", "db-partition", "db-quorum-lost")
 
 
 LAB_ON_REPLICA = (
@@ -103,21 +98,6 @@ LAB_ON_REPLICA = (
 # Kills of the primary on a clustered tier: the report gives the median and
 # the worst time until writes come back.
 DB_KILLS = 5
-
-
-def wait_replicating(host: labtool.LabHost, timeout: float = 240) -> None:
-    """A restarted cluster member is back as a replica (both threads running)."""
-    labtool.wait_booted(host, timeout)
-
-    def threads() -> str:
-        out = dexec(host.container, "mariadb", "-e", "SHOW SLAVE STATUS\\G", check=False)
-        return " ".join(
-            line.split(":", 1)[1].strip()
-            for line in out.splitlines()
-            if line.strip().startswith(("Slave_IO_Running:", "Slave_SQL_Running:"))
-        )
-
-    wait_for(threads, accept=lambda seen: seen == "Yes Yes", timeout=timeout, interval=2)
 
 
 def new_primary(lab: labtool.Lab) -> labtool.LabHost:
@@ -243,6 +223,21 @@ def failure_phase(
                 reloads("webapp", webs)),
         Failure("deploy", "deploy_app.yml", "the rolling deploy playbook (drains each web "
                 "server through the HAProxy runtime API, one at a time).", deploy),
+        Failure("db-replica-kill", "kill a database replica during writes", "a write probe "
+                f"POSTs unique notes to https://VIP/api/notes at {write_rate} writes/s; 3 s in, "
+                "docker kill of a replica, docker start 10 s later, until it replicates again.",
+                kill_replica(lab), post_tag=f"{tag}-replica"),
+        Failure("db-partition", "cut the database primary off the network during writes",
+                "the write probe as above; docker network disconnect of the primary (the "
+                "majority side, the replica and the quorum device, fences it and promotes), "
+                "5 s after the write VIP moved it is reconnected and started again, until it "
+                "replicates from the new primary.", cut_off_primary(lab),
+                post_tag=f"{tag}-partition"),
+        Failure("db-quorum-lost", "lose the database quorum during writes", "the write probe "
+                "as above; corosync-qnetd stopped, then docker kill of a replica: the primary "
+                "alone has one vote of three and demotes itself (writes answer 503). 15 s "
+                "later qnetd starts again, the primary is promoted again, and the replica "
+                "starts once it was fenced.", lose_quorum(lab), post_tag=f"{tag}-quorum"),
         Failure("db-failover", "kill the database primary during writes"
                 + ("" if lab.db_write_vip else ", then db_failover.yml"),
                 f"a write probe POSTs unique notes to https://VIP/api/notes at {write_rate} "
@@ -262,6 +257,9 @@ def failure_phase(
     kills: list[dict[str, Any]] = []
     for failure in failures:
         if failure.key not in keys:
+            continue
+        if failure.key in CLUSTER_ONLY and not lab.db_write_vip:
+            report["not_measured"].append(f"{failure.name} (the database tier is not clustered)")
             continue
         rounds = DB_KILLS if failure.key == "db-failover" and lab.db_write_vip else 1
         for turn in range(1, rounds + 1):
@@ -288,6 +286,10 @@ def failure_phase(
             (outdir / f"{Path(plot).stem}.jsonl").write_text(
                 "".join(json.dumps(asdict(s)) + "\n" for s in samples)
             )
+            if failure.key in CLUSTER_ONLY and failure.post_tag:
+                outcome = writes_outcome(lab, samples, marks, f"{failure.post_tag}-{turn}")
+                report["failures"][name]["writes"] = outcome
+                log(f"{name}: {outcome}")
             if failure.key != "db-failover":
                 continue
             kills.append(db_failover_outcome(lab, samples, marks, f"{failure.post_tag}-{turn}"))

@@ -141,6 +141,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"| {s['longest_failing_s']:.2f} | {fmt(s['p99_ms'])} | {fmt(s['max_ms'])} |"
             )
         lines.append("")
+        lines += database_failures_markdown(failures)
         for name, data in failures.items():
             lines.append(f"### {name}\n\n{data['description']}\n\n![{name}]({data['plot']})\n")
     db = report.get("db_failover")
@@ -169,6 +170,27 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"- {item}" for item in report.get("not_measured", [])] or ["- (nothing)"]
     lines.append("")
     return "\n".join(lines)
+
+
+def database_failures_markdown(failures: dict[str, Any]) -> list[str]:
+    """The writes of the database failures other than the primary kill."""
+    rows = [(name, data["writes"]) for name, data in failures.items() if "writes" in data]
+    if not rows:
+        return []
+    lines = [
+        "Writes during the database failures (acknowledged notes looked up on the "
+        "primary once the failure healed; back after: from the failure until the "
+        "answer to the first acknowledged write after the last failed one):",
+        "",
+        "| failure | writes | acknowledged | failed | lost | back after s | primary after |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, w in rows:
+        lines.append(
+            f"| {name} | {w['attempted']} | {w['acknowledged']} | {w['failed']} | {w['lost']} "
+            f"| {fmt(w['back_after_failure_s'])} | {w['primary']} |"
+        )
+    return [*lines, ""]
 
 
 def plot_timeline(

@@ -341,3 +341,26 @@ def test_writes_are_back_when_the_first_acknowledged_write_after_the_failures_is
     assert writes_back_after_kill(samples, 100.0) == pytest.approx(4.5)
     assert writes_back_after_kill(samples[:1], 100.0) == 0.0
     assert math.isnan(writes_back_after_kill(samples[:4], 100.0))
+
+
+def test_the_database_failures_report_their_writes_in_one_table() -> None:
+    report = _report(400)
+    report.update(_MACHINE)
+    report["probe_rate"] = 50
+    summary = {"requests": 300, "achieved_rate": 10.0, "failed": 40, "longest_failing_s": 8.1,
+               "p99_ms": 900.0, "max_ms": 2100.0}  # fmt: skip
+    writes = {"primary": "db-02", "attempted": 300, "acknowledged": 260, "failed": 40,
+              "lost": 0, "back_after_failure_s": 8.4}  # fmt: skip
+    report["failures"] = {
+        "cut the database primary off the network during writes": {
+            "description": "d", "summary": summary, "plot": "p.png", "writes": writes,
+        },
+        "kill web-01": {"description": "d", "summary": summary, "plot": "w.png"},
+    }  # fmt: skip
+    text = render_markdown(report)
+    assert (
+        "| cut the database primary off the network during writes | 300 | 260 | 40 | 0 "
+        "| 8.4 | db-02 |" in text
+    )
+    assert "| kill web-01 | 300 | 260" not in text
+    assert FAILURE_KEYS.index("db-quorum-lost") < FAILURE_KEYS.index("db-failover")

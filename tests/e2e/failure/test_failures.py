@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,12 +27,19 @@ import requests
 from webinfra_cluster import double_writers
 from webinfra_database import (
     ReadOnlyWatch,
-    mysql_replica_status,
     mysql_sql,
     read_only,
-    write_vip_holders,
 )
-from webinfra_e2e import Stack, StackHost, figure, time_to_recover
+from webinfra_e2e import Stack, StackHost, time_to_recover
+from webinfra_failures import (
+    NoteWriter,
+    Report,
+    current_primary,
+    rejoins_as_a_replica,
+    restart,
+    running,
+    url,
+)
 from webinfra_haproxy import haproxy_server_status
 from webinfra_load import PatientTlsBackgroundBurst, alternating_sample
 from webinfra_testlib import ansible_playbook, docker, wait_for
@@ -50,28 +56,6 @@ from webinfra_vip_probe import (
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 BACKEND = "web"  # the haproxy role's backend of the web servers
 
-Report = Callable[[str, float, str], None]
-
-
-@pytest.fixture
-def report(capsys: pytest.CaptureFixture[str]) -> Report:
-    """Print a figure to the real output (pytest captures it otherwise)."""
-
-    def say(name: str, value: float, unit: str) -> None:
-        with capsys.disabled():
-            print(f"\n{figure(name, value, unit)}", flush=True)
-
-    return say
-
-
-def url(stack: Stack, path: str = "/") -> str:
-    return f"https://{stack.vip}{path}"
-
-
-def running(container: str) -> bool:
-    state = docker("inspect", "-f", "{{.State.Running}}", container, check=False).stdout
-    return state.strip() == "true"
-
 
 def vip_holders(stack: Stack) -> list[str]:
     return [
@@ -81,26 +65,6 @@ def vip_holders(stack: Stack) -> list[str]:
         and f" {stack.vip}/"
         in docker("exec", lb.container, "ip", "-o", "-4", "addr", "show", check=False).stdout
     ]
-
-
-def restart(container: str, *units: str) -> None:
-    """Start a killed container and wait until systemd and `units` are up."""
-    if not running(container):
-        docker("start", container)
-
-    def state() -> str:
-        done = docker(
-            "exec", container, "systemctl", "is-system-running", "--wait", check=False, timeout=150
-        )
-        return done.stdout.strip()
-
-    wait_for(state, timeout=150, interval=1, accept=lambda s: s in ("running", "degraded"))
-    for unit in units:
-        wait_for(partial(unit_state, container, unit), timeout=60, accept=lambda s: s == "active")
-
-
-def unit_state(container: str, unit: str) -> str:
-    return docker("exec", container, "systemctl", "is-active", unit, check=False).stdout.strip()
 
 
 def backends_up(stack: Stack) -> bool:
@@ -278,49 +242,6 @@ def test_killing_the_master_load_balancer_moves_the_vip_within_a_second(
     assert_healthy(stack)
 
 
-class NoteWriter:
-    """POST notes through the VIP until stopped; bounded in count and time.
-
-    Records (start time, acknowledged) per attempt, and the acknowledged texts.
-    """
-
-    def __init__(self, stack: Stack, tag: str, count: int = 4000, duration: float = 420) -> None:
-        self.url = url(stack, "/api/notes")
-        self.tag = tag
-        self.count = count
-        self.duration = duration
-        self.attempts: list[tuple[float, bool]] = []
-        self.acked: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.duration
-        with requests.Session() as session:
-            for index in range(self.count):
-                if self._stop.is_set() or time.monotonic() > deadline:
-                    return
-                text = f"{self.tag}-{index}"
-                started = time.time()
-                try:
-                    answer = session.post(self.url, json={"text": text}, verify=False, timeout=10)
-                    ok = answer.status_code == 201
-                except requests.RequestException:
-                    ok = False
-                self.attempts.append((started, ok))
-                if ok:
-                    self.acked.append(text)
-                time.sleep(0.05)
-
-    def __enter__(self) -> NoteWriter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-
 def pages_and_reads_without_a_primary(
     stack: Stack, writer: NoteWriter, killed_at: float
 ) -> tuple[list[int], requests.Response]:
@@ -344,16 +265,6 @@ def pages_and_reads_without_a_primary(
         time.sleep(0.2)
     reads = requests.get(url(stack, "/api/notes"), verify=False, timeout=30)
     return statuses, reads
-
-
-def current_primary(stack: Stack) -> StackHost:
-    """The server that accepts writes: on a clustered tier, whichever holds
-    the write VIP; otherwise the inventory's db_primary."""
-    if not stack.write_vip:
-        return stack.one("db_primary")
-    holders = write_vip_holders(stack)
-    assert len(holders) == 1, [h.name for h in holders]
-    return holders[0]
 
 
 def fail_over_by_playbook(
@@ -449,36 +360,3 @@ def test_after_the_primary_is_killed_writes_come_back_and_no_acknowledged_write_
         history = docker("exec", new.container, "stonith_admin", "--history", node).stdout
         assert re.search(rf"\b(reboot|off) of {node} successful", history), history
         rejoins_as_a_replica(old, new, report)
-
-
-def rejoins_as_a_replica(old: StackHost, new: StackHost, report: Report) -> None:
-    """The killed primary, started again, follows the new one by itself, read-only,
-    with the same GTID history once it has caught up."""
-    started = time.time()
-    restart(old.container)
-    status = wait_for(
-        partial(replica_status, old.container),
-        timeout=180,
-        interval=2,
-        accept=lambda st: (
-            st.get("Slave_IO_Running") == "Yes" and st.get("Slave_SQL_Running") == "Yes"
-        ),
-    )
-    report("db_old_primary_replicating_after", round(time.time() - started, 1), "s")
-    assert status["Master_Host"] == new.address, status
-    assert read_only(old.container) == "1"
-    # No errant transaction: once caught up, both hold the same GTID history.
-    servers = (old.container, new.container)
-    wait_for(
-        lambda: {c: mysql_sql(c, "SELECT @@GLOBAL.gtid_current_pos") for c in servers},
-        timeout=30,
-        accept=lambda p: len(set(p.values())) == 1,
-    )
-
-
-def replica_status(container: str) -> dict[str, str]:
-    """SHOW SLAVE STATUS, or {} while the server is not up yet."""
-    try:
-        return mysql_replica_status(container)
-    except subprocess.CalledProcessError:
-        return {}
