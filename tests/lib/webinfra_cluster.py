@@ -79,6 +79,8 @@ class ClusterState:
     promoted: tuple[str, ...]
     unpromoted: tuple[str, ...]
     started: dict[str, tuple[str, ...]]
+    # Resources with an operation in flight (crm_mon's pending="Starting", ...).
+    pending: tuple[str, ...] = ()
 
 
 def parse_crm_mon(xml_text: str, resource: str = "mariadb") -> ClusterState:
@@ -109,6 +111,7 @@ def parse_crm_mon(xml_text: str, resource: str = "mariadb") -> ClusterState:
         tuple(promoted),
         tuple(unpromoted),
         {k: tuple(v) for k, v in started.items()},
+        tuple(r.get("id", "") for r in root.iter("resource") if r.get("pending")),
     )
 
 

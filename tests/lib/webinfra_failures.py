@@ -156,6 +156,26 @@ def replicating(container: str) -> bool:
     return status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes"
 
 
+def semi_sync_clients(container: str) -> int:
+    """Replicas the primary in `container` waits for (0 while semi-sync is off).
+
+    After a replica was away the primary writes asynchronously until the
+    replica has caught up: a failure in that window may lose acknowledged
+    writes, so a failure test starts only once semi-sync is on again.
+    """
+    rows = dict(
+        line.split("\t", 1)
+        for line in mysql_sql(
+            container,
+            "SHOW GLOBAL STATUS WHERE Variable_name IN "
+            "('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')",
+        ).splitlines()
+    )
+    if rows.get("Rpl_semi_sync_master_status") != "ON":
+        return 0
+    return int(rows.get("Rpl_semi_sync_master_clients", "0"))
+
+
 def healthy_tier(stack: Stack, timeout: float = 240) -> tuple[StackHost, list[StackHost]]:
     """Wait until the cluster is whole: quorate, every member online, one
     promoted holding the write VIP, every other one replicating.
@@ -168,9 +188,11 @@ def healthy_tier(stack: Stack, timeout: float = 240) -> tuple[StackHost, list[St
             state is not None
             and state.quorate
             and sorted(state.online) == sorted(names)
+            and not state.pending
             and len(state.promoted) == 1
             and state.started.get("write-vip") == state.promoted
             and all(replicating(names[n].container) for n in state.unpromoted)
+            and semi_sync_clients(names[state.promoted[0]].container) == len(names) - 1
         )
 
     state = wait_for(partial(cluster_state, stack), timeout=timeout, interval=2, accept=whole)

@@ -88,6 +88,16 @@ def test_parse_crm_mon() -> None:
     assert state.started["fence-docker"] == ("db-01",)
 
 
+def test_parse_crm_mon_names_the_resources_with_an_operation_in_flight() -> None:
+    assert parse_crm_mon(CRM_MON).pending == ()
+    text = CRM_MON.replace(
+        '<resource id="write-vip" resource_agent="ocf:heartbeat:IPaddr2" role="Started"',
+        '<resource id="write-vip" resource_agent="ocf:heartbeat:IPaddr2" role="Started" '
+        'pending="Starting"',
+    )
+    assert parse_crm_mon(text).pending == ("write-vip",)
+
+
 def test_parse_crm_mon_without_quorum() -> None:
     text = CRM_MON.replace('with_quorum="true"', 'with_quorum="false"')
     assert not parse_crm_mon(text).quorate
