@@ -176,6 +176,18 @@ def semi_sync_clients(container: str) -> int:
     return int(rows.get("Rpl_semi_sync_master_clients", "0"))
 
 
+def semi_sync_on(stack: Stack, primary: str, replicas: int) -> bool:
+    """Whether the primary waits for all `replicas` again. It switches back
+    only when a replica acknowledges a write: one note is written if not."""
+    if semi_sync_clients(primary) == replicas:
+        return True
+    try:
+        requests.post(url(stack, "/api/notes"), json={"text": "steady"}, verify=False, timeout=10)
+    except requests.RequestException:
+        return False
+    return semi_sync_clients(primary) == replicas
+
+
 def healthy_tier(stack: Stack, timeout: float = 240) -> tuple[StackHost, list[StackHost]]:
     """Wait until the cluster is whole: quorate, every member online, one
     promoted holding the write VIP, every other one replicating.
@@ -192,7 +204,7 @@ def healthy_tier(stack: Stack, timeout: float = 240) -> tuple[StackHost, list[St
             and len(state.promoted) == 1
             and state.started.get("write-vip") == state.promoted
             and all(replicating(names[n].container) for n in state.unpromoted)
-            and semi_sync_clients(names[state.promoted[0]].container) == len(names) - 1
+            and semi_sync_on(stack, names[state.promoted[0]].container, len(names) - 1)
         )
 
     state = wait_for(partial(cluster_state, stack), timeout=timeout, interval=2, accept=whole)

@@ -28,10 +28,8 @@ from webinfra_database import ReadOnlyWatch, mysql_sql
 from webinfra_testlib import ansible_playbook, docker, scenario_secret, wait_for
 
 DB = {"webinfra-dbcluster-db-01": "172.30.12.31", "webinfra-dbcluster-db-02": "172.30.12.32"}
-QNETD = "webinfra-dbcluster-qnetd"
 CLIENT = "webinfra-dbcluster-web-01"
 VIP = "172.30.12.30"
-NETWORK = "webinfra-dbcluster"
 WRITER = Path(__file__).with_name("vip_writer.py")
 # Where vip_writer.py finds the tier's CA (its CA_FILE).
 WRITER_CA = "/usr/local/share/webinfra-tests/db-ca.crt"
@@ -218,7 +216,3 @@ def fail_primary_under_writes(
 
 def kill(container: str) -> object:
     return docker("kill", container)
-
-
-def cut_off(container: str) -> object:
-    return docker("network", "disconnect", NETWORK, container)

@@ -2,7 +2,9 @@
 
 The checks of the healthy cluster come first; the failure tests follow in
 file order, each bounded in time and putting back what it broke (the hosts
-and helpers: cluster_scenario.py).
+and helpers: cluster_scenario.py). The failures a client of the whole stack
+sees (a replica killed, the primary cut off, quorum lost) are tested against
+the whole stack: tests/e2e/failure/test_failures_database.py.
 """
 
 from __future__ import annotations
@@ -14,13 +16,10 @@ import uuid
 from cluster_scenario import (
     CLIENT,
     DB,
-    NETWORK,
-    QNETD,
     VIP,
     WRITES_BACK_WITHIN,
     Writer,
     container_of,
-    cut_off,
     fail_primary_under_writes,
     figure,
     healthy,
@@ -28,7 +27,6 @@ from cluster_scenario import (
     run_playbook,
     running,
     start,
-    state,
     stored,
 )
 from webinfra_cluster import double_writers, parse_samples
@@ -232,58 +230,4 @@ def test_a_second_failover_back_again_works() -> None:
     lost = sorted({w.text for w in writes if w.ok} - stored(new, tag))
     assert lost == [], lost
     start(old)
-    healthy()
-
-
-def test_a_primary_cut_off_from_the_others_is_replaced_and_loses_no_write() -> None:
-    """The majority side (replica + quorum device) promotes; the cut-off side is fenced."""
-    tag = f"cut-{uuid.uuid4().hex[:8]}"
-    old = container_of(healthy().promoted[0])
-    try:
-        old, new, recovery, writes, samples = fail_primary_under_writes(tag, cut_off)
-        figure("writes_back_after_partition", round(recovery, 2), "s")
-        assert double_writers(samples) == [], double_writers(samples)
-        assert recovery < WRITES_BACK_WITHIN
-        assert read_only(new) == "0"
-        lost = sorted({w.text for w in writes if w.ok} - stored(new, tag))
-        assert lost == [], lost
-        assert not running(old), "the cut-off primary was not fenced"
-    finally:
-        if not running(old):
-            docker("network", "disconnect", NETWORK, old, check=False)
-            docker("network", "connect", "--ip", DB[old], NETWORK, old)
-        start(old)
-    healthy()
-
-
-def test_without_quorum_nothing_is_promoted_and_writes_fail_clearly() -> None:
-    """The quorum device and the replica gone: the primary alone demotes itself."""
-    s = healthy()
-    primary, replica = container_of(s.promoted[0]), container_of(s.unpromoted[0])
-    try:
-        docker("kill", QNETD)
-        time.sleep(2)
-        docker("kill", replica)
-        wait_for(lambda: read_only(primary), timeout=60, interval=0.5, accept=lambda r: r == "1")
-        tag = f"noquorum-{uuid.uuid4().hex[:8]}"
-        writer = Writer(tag, duration=3, interval=0.2)
-        writer.proc.wait(timeout=30)
-        writes = writer.stop()
-        assert writes and not any(w.ok for w in writes), writes
-        assert all("read" in w.error.lower() or "connect" in w.error.lower() for w in writes), (
-            writes
-        )
-        # Reads still answer on the demoted primary.
-        assert mysql_sql(primary, "SELECT COUNT(*) FROM app.notes").isdigit()
-        assert not state(primary).promoted, "promoted without quorum"
-    finally:
-        start(QNETD)
-        # With the device's vote back the primary is quorate again and fences
-        # the lost replica first: start the replica only after that.
-        wait_for(lambda: state(primary).promoted, timeout=120, interval=2)
-        node = replica.removeprefix("webinfra-dbcluster-")
-        wait_for(
-            lambda: state(primary).unclean, timeout=60, interval=1, accept=lambda u: node not in u
-        )
-        start(replica)
     healthy()

@@ -1,4 +1,4 @@
-"""Members that come back: a killed replica, and a primary holding an errant write.
+"""A member that comes back holding an errant write (the replica kill: tests/e2e/failure).
 
 Runs after test_cluster.py (file order), on the healthy cluster it leaves,
 and leaves the cluster healthy.
@@ -68,38 +68,6 @@ def same_gtid_history() -> None:
         timeout=20,
         accept=lambda positions: len(set(positions.values())) == 1,
     )
-
-
-def test_killing_the_replica_fails_no_write_and_it_rejoins() -> None:
-    s = healthy()
-    primary, replica = container_of(s.promoted[0]), container_of(s.unpromoted[0])
-    tag = f"replica-{uuid.uuid4().hex[:8]}"
-    with ReadOnlyWatch(list(DB)) as watch:
-        writer = Writer(tag)
-        wait_for(lambda: sum(w.ok for w in writer.writes), timeout=30, accept=lambda n: n >= 20)
-        kill(replica)
-        killed_at = time.time()
-        # Semi-sync waits for the lost replica once (its timeout), then goes on.
-        wait_for(lambda: [w for w in writer.writes if w.t > killed_at + 5], timeout=30)
-        writes = writer.stop()
-    figure("failed_writes_after_replica_kill", sum(not w.ok for w in writes), "writes")
-    assert all(w.ok for w in writes), [w for w in writes if not w.ok]
-    assert double_writers(watch.samples) == [], double_writers(watch.samples)
-    assert [container_of(n) for n in state(primary).promoted] == [primary]
-    on_primary = stored(primary, tag)
-    lost = sorted({w.text for w in writes} - on_primary)
-    assert lost == [], lost
-
-    wait_until_fenced(primary, replica)
-    started = time.time()
-    start(replica)
-    healthy()
-    replicates_from(replica, primary)
-    # What was written while it was away reaches it.
-    wait_for(lambda: stored(replica, tag), timeout=30, accept=lambda got: got == on_primary)
-    figure("replica_replicating_after_its_start", round(time.time() - started, 1), "s")
-    assert read_only(replica) == "1"
-    same_gtid_history()
 
 
 def test_a_primary_back_with_an_errant_write_is_refused_then_reseeded_by_one_command() -> None:
