@@ -23,10 +23,13 @@ Phases, in this order (each one optional except the throughput one):
 4. failures: an open-loop fixed-rate probe (tools/bench_probe.py, in the
    client) records every request's latency while the bench kills web-01,
    kills the MASTER load balancer, reloads haproxy/nginx/gunicorn 20 times
-   and runs deploy_app.yml; last, a write probe (POST /api/notes, each note
-   unique) runs while the bench kills the database primary, then reads
-   every acknowledged note back on the new primary. On a clustered tier (the
-   lab's) the cluster fails over by itself: five kills, the killed host
+   and runs deploy_app.yml; then, on a clustered tier, a write probe (POST
+   /api/notes, each note unique) runs while the bench kills a database
+   replica, cuts the primary off the lab network and takes the quorum away
+   (each healed again, the acknowledged notes read back on the primary);
+   last, the write probe runs while the bench kills the database primary,
+   then reads every acknowledged note back on the new primary. On a
+   clustered tier (the lab's) the cluster fails over by itself: five kills, the killed host
    started again as a replica after each, the median and the worst time
    until writes are back. Without a cluster the bench runs db_failover.yml
    once, which leaves the lab on the promoted replica (`make demo-down demo`
@@ -43,8 +46,9 @@ timings).
 This module holds the phases and main(); beside it: bench_run (shell,
 docker and ansible-playbook calls), bench_figures (the arithmetic, no side
 effect), bench_report (markdown and plots), bench_stock (the hand-built
-stock stack), bench_failures (the failure phase) and bench_probe (the probe
-that runs in the client container).
+stock stack), bench_failures (the failure phase), bench_db_failures (the
+database tier's failures besides the primary kill) and bench_probe (the
+probe that runs in the client container).
 """
 
 from __future__ import annotations
