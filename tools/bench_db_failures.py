@@ -84,16 +84,28 @@ def wait_new_primary(lab: labtool.Lab, old: labtool.LabHost, timeout: float = 12
     return str(found)
 
 
+def kill_and_start(
+    marks: Marks,
+    host: labtool.LabHost,
+    down_s: float,
+    ready: Callable[[labtool.LabHost], None],
+    role: str = "",
+    ready_as: str = "healthy",
+) -> None:
+    """docker kill `host`, start it `down_s` later and wait until `ready`."""
+    marks.append((time.time(), f"docker kill {host.name}{f' ({role})' if role else ''}"))
+    sh("docker", "kill", host.container)
+    time.sleep(down_s)
+    marks.append((time.time(), f"docker start {host.name}"))
+    sh("docker", "start", host.container)
+    ready(host)
+    marks.append((time.time(), f"{host.name} {ready_as}"))
+
+
 def kill_replica(lab: labtool.Lab) -> Inject:
     def inject(marks: Marks) -> None:
         victim = a_replica(lab, write_vip_holder(lab))
-        marks.append((time.time(), f"docker kill {victim.name} (replica)"))
-        sh("docker", "kill", victim.container)
-        time.sleep(10)
-        marks.append((time.time(), f"docker start {victim.name}"))
-        sh("docker", "start", victim.container)
-        wait_replicating(victim)
-        marks.append((time.time(), f"{victim.name} replicating"))
+        kill_and_start(marks, victim, 10, wait_replicating, "replica", "replicating")
 
     return inject
 
@@ -154,19 +166,18 @@ def lose_quorum(lab: labtool.Lab) -> Inject:
     return inject
 
 
+def stored_notes(host: labtool.LabHost, tag: str) -> list[str]:
+    """The notes of one probe run (their text starts with `tag`-) on a server."""
+    query = f"SELECT body FROM webinfra.notes WHERE body LIKE '{tag}-%'"
+    return dexec(host.container, "mariadb", "-N", "-B", "-e", query).split()
+
+
 def writes_outcome(
     lab: labtool.Lab, samples: list[ProbeSample], marks: Marks, tag: str
 ) -> dict[str, Any]:
     """Acknowledged writes looked up on the primary after the failure healed."""
     primary = write_vip_holder(lab)
-    stored = dexec(
-        primary.container,
-        "mariadb",
-        "-N",
-        "-B",
-        "-e",
-        f"SELECT body FROM webinfra.notes WHERE body LIKE '{tag}-%'",
-    ).split()
+    stored = stored_notes(primary, tag)
     acked = sum(1 for s in samples if s.acknowledged)
     return {
         "primary": primary.name,

@@ -20,8 +20,10 @@ from tools import lab as labtool
 from tools.bench_db_failures import (
     cut_off_primary,
     holder,
+    kill_and_start,
     kill_replica,
     lose_quorum,
+    stored_notes,
     wait_replicating,
     write_vip_holder,
     writes_outcome,
@@ -129,23 +131,10 @@ def failure_phase(
     webs = [web1, web2]
 
     def kill_web(marks: list[tuple[float, str]]) -> None:
-        marks.append((time.time(), "docker kill web-01"))
-        sh("docker", "kill", web1.container)
-        time.sleep(5)
-        marks.append((time.time(), "docker start web-01"))
-        sh("docker", "start", web1.container)
-        wait_web_healthy(web1)
-        marks.append((time.time(), "web-01 healthy"))
+        kill_and_start(marks, web1, 5, wait_web_healthy)
 
     def kill_master(marks: list[tuple[float, str]]) -> None:
-        master = vip_holder(lab)
-        marks.append((time.time(), f"docker kill {master.name} (MASTER)"))
-        sh("docker", "kill", master.container)
-        time.sleep(5)
-        marks.append((time.time(), f"docker start {master.name}"))
-        sh("docker", "start", master.container)
-        wait_lb_healthy(master)
-        marks.append((time.time(), f"{master.name} healthy"))
+        kill_and_start(marks, vip_holder(lab), 5, wait_lb_healthy, "MASTER")
 
     def reloads(service: str, hosts: list[labtool.LabHost]) -> Callable[..., None]:
         def inject(marks: list[tuple[float, str]]) -> None:
@@ -322,19 +311,12 @@ def db_failover_outcome(
     lab: labtool.Lab,
     samples: Sequence[ProbeSample],
     marks: Sequence[tuple[float, str]],
-    tag: str | None,
+    tag: str,
 ) -> dict[str, Any]:
     """Read the acknowledged notes back on the promoted replica; say where the lab is."""
     old = lab.first_in("db_primary")
     new = new_primary(lab)
-    stored = dexec(
-        new.container,
-        "mariadb",
-        "-N",
-        "-B",
-        "-e",
-        f"SELECT body FROM webinfra.notes WHERE body LIKE '{tag}-%'",
-    ).split()
+    stored = stored_notes(new, tag)
     lost = lost_writes(samples, stored)
     outage = write_outage(samples, marks[0][0])
     back_after_kill = writes_back_after_kill(samples, marks[0][0])

@@ -13,7 +13,7 @@ from functools import partial
 import requests
 from webinfra_cluster import ClusterState, parse_crm_mon
 from webinfra_database import mysql_replica_status, mysql_sql, read_only, write_vip_holders
-from webinfra_e2e import Stack, StackHost
+from webinfra_e2e import Stack, StackHost, time_to_recover
 from webinfra_testlib import docker, wait_for
 
 # A measured figure: name, value, unit (the `report` fixture prints it).
@@ -90,6 +90,20 @@ class NoteWriter:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+
+def wait_writes_back(writer: NoteWriter, since: float, settle: float = 1) -> float:
+    """Wait until writes succeed again after a failure at `since` (at most
+    120 s), then `settle` s more; the seconds from `since` until they did."""
+    wait_for(
+        lambda: time_to_recover(writer.attempts, since),
+        timeout=120,
+        accept=lambda t: t is not None,
+    )
+    time.sleep(settle)
+    recovery = time_to_recover(writer.attempts, since)
+    assert recovery is not None
+    return recovery
 
 
 def current_primary(stack: Stack) -> StackHost:
