@@ -87,6 +87,13 @@ def test_desired_rules_expand_one_command_per_source() -> None:
         assert item["args"][-2:] == ["comment", item["comment"]]
 
 
+def test_without_ssh_sources_no_ssh_rule_is_desired() -> None:
+    """The ufw role passes no sources where no sshd runs (ufw_ssh_rule: auto)."""
+    desired = ufw_desired_rules(PUBLISHED, [], 22, [])
+    assert len(desired) == 5
+    assert not [d for d in desired if "ssh" in d["comment"] or "22" in d["args"]]
+
+
 def test_identical_rules_from_two_roles_become_one_rule() -> None:
     published = {
         "b_role": [{"port": 80, "from": ["any"], "comment": "web"}],
