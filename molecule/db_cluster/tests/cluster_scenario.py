@@ -30,6 +30,7 @@ from webinfra_testlib import ansible_playbook, docker, scenario_secret, wait_for
 DB = {"webinfra-dbcluster-db-01": "172.30.12.31", "webinfra-dbcluster-db-02": "172.30.12.32"}
 CLIENT = "webinfra-dbcluster-web-01"
 VIP = "172.30.12.30"
+NETWORK = "webinfra-dbcluster"
 WRITER = Path(__file__).with_name("vip_writer.py")
 # Where vip_writer.py finds the tier's CA (its CA_FILE).
 WRITER_CA = "/usr/local/share/webinfra-tests/db-ca.crt"
@@ -216,3 +217,7 @@ def fail_primary_under_writes(
 
 def kill(container: str) -> object:
     return docker("kill", container)
+
+
+def cut_off(container: str) -> object:
+    return docker("network", "disconnect", NETWORK, container)

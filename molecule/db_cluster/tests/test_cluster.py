@@ -2,9 +2,10 @@
 
 The checks of the healthy cluster come first; the failure tests follow in
 file order, each bounded in time and putting back what it broke (the hosts
-and helpers: cluster_scenario.py). The failures a client of the whole stack
-sees (a replica killed, the primary cut off, quorum lost) are tested against
-the whole stack: tests/e2e/failure/test_failures_database.py.
+and helpers: cluster_scenario.py). The replica kill and quorum loss are
+tested against the whole stack (tests/e2e/failure/test_failures_database.py);
+the partition both here, with the tight 10 s bound a bare tier meets, and
+there.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import uuid
 from cluster_scenario import (
     CLIENT,
     DB,
+    NETWORK,
     VIP,
     WRITES_BACK_WITHIN,
     Writer,
     container_of,
+    cut_off,
     fail_primary_under_writes,
     figure,
     healthy,
@@ -230,4 +233,25 @@ def test_a_second_failover_back_again_works() -> None:
     lost = sorted({w.text for w in writes if w.ok} - stored(new, tag))
     assert lost == [], lost
     start(old)
+    healthy()
+
+
+def test_a_primary_cut_off_from_the_others_is_replaced_and_loses_no_write() -> None:
+    """The majority side (replica + quorum device) promotes; the cut-off side is fenced."""
+    tag = f"cut-{uuid.uuid4().hex[:8]}"
+    old = container_of(healthy().promoted[0])
+    try:
+        old, new, recovery, writes, samples = fail_primary_under_writes(tag, cut_off)
+        figure("writes_back_after_partition", round(recovery, 2), "s")
+        assert double_writers(samples) == [], double_writers(samples)
+        assert recovery < WRITES_BACK_WITHIN
+        assert read_only(new) == "0"
+        lost = sorted({w.text for w in writes if w.ok} - stored(new, tag))
+        assert lost == [], lost
+        assert not running(old), "the cut-off primary was not fenced"
+    finally:
+        if not running(old):
+            docker("network", "disconnect", NETWORK, old, check=False)
+            docker("network", "connect", "--ip", DB[old], NETWORK, old)
+        start(old)
     healthy()
