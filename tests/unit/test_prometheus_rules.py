@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from webinfra_promtool import DASHBOARD, TESTS, check_and_test, check_rule_file, render_rules
+from webinfra_promtool import DASHBOARD, ROLE, TESTS, check_and_test, check_rule_file, render_rules
+
+DEFAULTS = ROLE / "defaults" / "main.yml"
 
 ISSUE_ALERTS = {
     "InstanceDown",
@@ -80,13 +82,75 @@ def test_without_vip_or_replicas_those_rules_are_left_out(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_thresholds_and_pending_time_come_from_the_variables() -> None:
+REPLICATION_ALERTS = {
+    "MariaDBReplicationIOThreadStopped",
+    "MariaDBReplicationSQLThreadStopped",
+    "MariaDBReplicaNotReplicating",
+}
+TREND_ALERTS = {
+    "HTTP5xxRatioHigh",
+    "MariaDBReplicationLag",
+    "MariaDBSemiSyncOff",
+    "DatabaseClusterResourceFailed",
+    "DiskAlmostFull",
+    "CertificateExpiringSoon",
+}
+
+
+def test_thresholds_and_pending_times_come_from_the_variables_by_class() -> None:
     text = render_rules(
-        {"monitoring_alert_for": "7m", "monitoring_alert_replication_lag_seconds": 99}
+        {
+            "monitoring_alert_for": "7m",
+            "monitoring_alert_for_replication": "8m",
+            "monitoring_alert_for_trend": "9m",
+            "monitoring_alert_for_overrides": {"DiskAlmostFull": "1h"},
+            "monitoring_alert_replication_lag_seconds": 99,
+        }
     )
     alerts = {a["alert"]: a for a in _alerts(text)}
-    assert {a["for"] for a in alerts.values()} == {"7m"}
+    for name, alert in alerts.items():
+        if name == "DiskAlmostFull":
+            expected = "1h"
+        elif name in REPLICATION_ALERTS:
+            expected = "8m"
+        elif name in TREND_ALERTS:
+            expected = "9m"
+        else:
+            expected = "7m"
+        assert alert["for"] == expected, name
+    assert set(alerts) >= REPLICATION_ALERTS | TREND_ALERTS
     assert alerts["MariaDBReplicationLag"]["expr"].endswith("> 99")
+
+
+def test_the_defaults_notify_an_outage_within_a_minute() -> None:
+    """Scrape + evaluation + pending + group_wait of an availability alert."""
+    defaults = yaml.safe_load(DEFAULTS.read_text(encoding="utf-8"))
+    seconds = {
+        key: _seconds(defaults[key])
+        for key in (
+            "monitoring_scrape_interval",
+            "monitoring_evaluation_interval",
+            "monitoring_alert_for",
+            "monitoring_alert_for_replication",
+            "monitoring_alertmanager_group_wait",
+        )
+    }
+    path = (
+        seconds["monitoring_scrape_interval"]
+        + seconds["monitoring_evaluation_interval"]
+        + seconds["monitoring_alertmanager_group_wait"]
+    )
+    # The worst case, with 10 s left for the daemon's own detection (HAProxy's
+    # health checks) and the delivery.
+    assert path + seconds["monitoring_alert_for"] <= 50, seconds
+    assert path + seconds["monitoring_alert_for_replication"] <= 55, seconds
+    assert defaults["monitoring_alertmanager_group_by"] == ["instance"]
+
+
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)(s|m)", duration)
+    assert match, duration
+    return int(match[1]) * (60 if match[2] == "m" else 1)
 
 
 def test_extra_rule_groups_are_appended(tmp_path: Path) -> None:
