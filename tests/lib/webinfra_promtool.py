@@ -31,8 +31,14 @@ DASHBOARD = ROLE / "files" / "grafana" / "webinfra-stack.json"
 TESTS = ROOT / "tests" / "prometheus"
 CACHE = ROOT / ".cache" / "promtool"
 
-# Inventory-dependent values the rule unit tests assume: a VIP and replicas.
+# Inventory-dependent values the rule unit tests assume: a VIP and replicas;
+# and one pending time (2m) for every class, so that the tests' one-minute
+# steps tell "pending" from "firing" (the defaults' 15 s would fire at the
+# first step).
 TEST_VARS: dict[str, Any] = {
+    "monitoring_alert_for": "2m",
+    "monitoring_alert_for_replication": "2m",
+    "monitoring_alert_for_trend": "2m",
     "monitoring_vip_address": "10.0.0.100",
     "monitoring_mysqld_replica_hosts": ["db-02"],
     "monitoring_hacluster_hosts": ["db-01", "db-02"],
