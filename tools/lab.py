@@ -50,9 +50,10 @@ LABEL = "webinfra.lab"
 APT_PROXY_PORT = 3142
 APT_PROXY_CONF = "/etc/apt/apt.conf.d/01webinfra-lab-proxy"
 # Lab-only playbooks, run before site.yml when they exist: the lab's ACME
-# certificate authority must answer before the certbot role asks it, and the
-# fencing gateway before the database cluster fences through it.
-LAB_PLAYBOOKS = ("playbooks/lab_acme.yml", "playbooks/lab_fence.yml")
+# certificate authority must answer before the certbot role asks it, the
+# fencing gateway before the database cluster fences through it, and the
+# alert mailbox before Alertmanager mails it.
+LAB_PLAYBOOKS = ("playbooks/lab_acme.yml", "playbooks/lab_fence.yml", "playbooks/lab_mail.yml")
 
 
 def load_lab(overlays: Sequence[Path] = ()) -> Lab:

@@ -14,14 +14,49 @@ import requests
 from webinfra_cluster import ClusterState, parse_crm_mon
 from webinfra_database import mysql_replica_status, mysql_sql, read_only, write_vip_holders
 from webinfra_e2e import Stack, StackHost, time_to_recover
+from webinfra_haproxy import haproxy_server_status
+from webinfra_load import alternating_sample
 from webinfra_testlib import docker, wait_for
 
 # A measured figure: name, value, unit (the `report` fixture prints it).
 Report = Callable[[str, float, str], None]
+BACKEND = "web"  # the haproxy role's backend of the web servers
 
 
 def url(stack: Stack, path: str = "/") -> str:
     return f"https://{stack.vip}{path}"
+
+
+def vip_holders(stack: Stack) -> list[str]:
+    return [
+        lb.container
+        for lb in stack.group("loadbalancers")
+        if running(lb.container)
+        and f" {stack.vip}/"
+        in docker("exec", lb.container, "ip", "-o", "-4", "addr", "show", check=False).stdout
+    ]
+
+
+def backends_up(stack: Stack) -> bool:
+    return all(
+        haproxy_server_status(lb.container, BACKEND, web.name) == "UP"
+        for lb in stack.group("loadbalancers")
+        for web in stack.group("webservers")
+    )
+
+
+def served_by(stack: Stack, count: int) -> list[str]:
+    return [
+        requests.get(url(stack), verify=False, timeout=10).headers.get("X-Served-By", "")
+        for _ in range(count)
+    ]
+
+
+def assert_healthy(stack: Stack) -> None:
+    """One VIP holder, every web server UP on every load balancer, round robin."""
+    wait_for(lambda: vip_holders(stack), timeout=60, accept=lambda hs: len(hs) == 1)
+    wait_for(lambda: backends_up(stack), timeout=120, interval=1)
+    alternating_sample(partial(served_by, stack, 6))
 
 
 def running(container: str) -> bool:

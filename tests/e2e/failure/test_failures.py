@@ -32,17 +32,19 @@ from webinfra_database import (
 )
 from webinfra_e2e import Stack, StackHost
 from webinfra_failures import (
+    BACKEND,
     NoteWriter,
     Report,
+    assert_healthy,
     current_primary,
     rejoins_as_a_replica,
     restart,
-    running,
     url,
+    vip_holders,
     wait_writes_back,
 )
 from webinfra_haproxy import haproxy_server_status
-from webinfra_load import PatientTlsBackgroundBurst, alternating_sample
+from webinfra_load import PatientTlsBackgroundBurst
 from webinfra_testlib import ansible_playbook, docker, wait_for
 from webinfra_vip_probe import (
     VipRequest,
@@ -55,39 +57,6 @@ from webinfra_vip_probe import (
 )
 
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
-BACKEND = "web"  # the haproxy role's backend of the web servers
-
-
-def vip_holders(stack: Stack) -> list[str]:
-    return [
-        lb.container
-        for lb in stack.group("loadbalancers")
-        if running(lb.container)
-        and f" {stack.vip}/"
-        in docker("exec", lb.container, "ip", "-o", "-4", "addr", "show", check=False).stdout
-    ]
-
-
-def backends_up(stack: Stack) -> bool:
-    return all(
-        haproxy_server_status(lb.container, BACKEND, web.name) == "UP"
-        for lb in stack.group("loadbalancers")
-        for web in stack.group("webservers")
-    )
-
-
-def served_by(stack: Stack, count: int) -> list[str]:
-    return [
-        requests.get(url(stack), verify=False, timeout=10).headers.get("X-Served-By", "")
-        for _ in range(count)
-    ]
-
-
-def assert_healthy(stack: Stack) -> None:
-    """One VIP holder, every web server UP on every load balancer, round robin."""
-    wait_for(lambda: vip_holders(stack), timeout=60, accept=lambda hs: len(hs) == 1)
-    wait_for(lambda: backends_up(stack), timeout=120, interval=1)
-    alternating_sample(partial(served_by, stack, 6))
 
 
 def main_pid(container: str, unit: str) -> str:

@@ -1,0 +1,93 @@
+"""Alerts that reach a person: failures against the whole stack, timed from
+the failure to the notification delivered in the lab's mailbox (Alertmanager
+mails it through exim4 on the monitoring host, playbooks/lab_mail.yml).
+
+Two incidents at once, two alert classes, each on its own host so each is
+its own notification group (the monitoring role groups by instance):
+- gunicorn stopped on a web server (socket and service): nginx answers 502,
+  HAProxy takes the server out of rotation, HAProxyServerDown names the web
+  server, however many load balancers see it;
+- the load balancer without the VIP killed: InstanceDown of its node
+  exporter, which inhibits the InstanceDown of its HAProxy target.
+
+Each must be notified within 60 s (the issue's bound), exactly once while it
+lasts (it lasts past Alertmanager's group_interval, so a second alert joining
+the group would show as a second mail), and resolved once it heals.
+"""
+
+from __future__ import annotations
+
+import time
+
+from webinfra_alerts import Notification, first_delivery, read_mailbox
+from webinfra_e2e import Stack
+from webinfra_failures import Report, assert_healthy, restart, vip_holders
+from webinfra_testlib import docker, wait_for
+
+NOTIFY_WITHIN = 60.0
+# The monitoring role's group_interval (1m): a change of a group that has
+# already notified waits that long, so an incident held past it shows any
+# second notification.
+GROUP_INTERVAL = 60.0
+# Healing is seen at the next scrape and evaluation; the resolved message
+# leaves at the group's next interval.
+RESOLVE_WITHIN = 150.0
+
+
+def _firing(notes: list[Notification], instance: str, since: float, until: float) -> list[str]:
+    """Subjects of the notifications between since and until firing `instance`."""
+    return [n.subject for n in notes if since <= n.delivered <= until and n.firing(instance)]
+
+
+def test_each_incident_notifies_once_within_a_minute_and_resolves(
+    stack: Stack, report: Report
+) -> None:
+    assert_healthy(stack)
+    mailbox = stack.one("monitoring").container
+    web = stack.group("webservers")[-1]
+    (holder,) = vip_holders(stack)
+    lb = next(h for h in stack.group("loadbalancers") if h.container != holder)
+    expected = {web.name: "HAProxyServerDown", lb.name: "InstanceDown"}
+    # Delivery-date has whole seconds.
+    broken = {web.name: float(int(time.time()))}
+    try:
+        docker("exec", web.container, "systemctl", "stop", "webapp.socket", "webapp.service")
+        broken[lb.name] = float(int(time.time()))
+        docker("kill", lb.container)
+        notes = wait_for(
+            lambda: read_mailbox(mailbox),
+            timeout=NOTIFY_WITHIN + 30,
+            interval=2,
+            accept=lambda ns: all(first_delivery(ns, h, broken[h]) for h in expected),
+        )
+        first = {h: first_delivery(notes, h, broken[h]) for h in expected}
+        # Hold the failures past one group interval after the last first
+        # notification: a second mail for the same incident would come now.
+        last_first = max(n.delivered for n in first.values() if n)
+        time.sleep(max(0.0, last_first + GROUP_INTERVAL + 10 - time.time()))
+        held = read_mailbox(mailbox)
+    finally:
+        docker("exec", web.container, "systemctl", "start", "webapp.socket")
+        restart(lb.container, "keepalived", "haproxy")
+    healed = float(int(time.time()))
+    notes = wait_for(
+        lambda: read_mailbox(mailbox),
+        timeout=RESOLVE_WITHIN,
+        interval=2,
+        accept=lambda ns: all(first_delivery(ns, h, healed, resolved=True) for h in expected),
+    )
+    for host, alertname in expected.items():
+        note = first[host]
+        assert note is not None
+        seconds = note.delivered - broken[host]
+        report(f"alert_notified_{alertname}", seconds, "s")
+        assert seconds <= NOTIFY_WITHIN, (host, note)
+        # One alert for the incident: the rest are inhibited or not raised.
+        assert [(a.name, a.status) for a in note.alerts if a.instance == host] == [
+            (alertname, "firing")
+        ], note
+        assert _firing(held, host, broken[host], healed) == [note.subject], held
+        resolved = first_delivery(notes, host, healed, resolved=True)
+        assert resolved is not None
+        report(f"alert_resolved_{alertname}", resolved.delivered - healed, "s")
+    assert_healthy(stack)
