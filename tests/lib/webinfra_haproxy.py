@@ -21,12 +21,17 @@ def parse_haproxy_stat(csv_text: str) -> dict[tuple[str, str], dict[str, str]]:
     return rows
 
 
-def haproxy_stat(container: str, socket: str = "/run/haproxy/admin.sock") -> str:
-    """`show stat` of the HAProxy in `container`, through its runtime API."""
+def haproxy_command(container: str, command: str, socket: str = "/run/haproxy/admin.sock") -> str:
+    """One command to the HAProxy in `container`, through its runtime API."""
     done = docker(
-        "exec", container, "sh", "-c", f"echo 'show stat' | socat stdio {socket}", timeout=30
+        "exec", container, "sh", "-c", f"echo '{command}' | socat stdio {socket}", timeout=30
     )
     return done.stdout
+
+
+def haproxy_stat(container: str, socket: str = "/run/haproxy/admin.sock") -> str:
+    """`show stat` of the HAProxy in `container`."""
+    return haproxy_command(container, "show stat", socket)
 
 
 def haproxy_server_status(container: str, backend: str, server: str) -> str:

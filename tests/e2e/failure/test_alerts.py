@@ -2,13 +2,16 @@
 the failure to the notification delivered in the lab's mailbox (Alertmanager
 mails it through exim4 on the monitoring host, playbooks/lab_mail.yml).
 
-Two incidents at once, two alert classes, each on its own host so each is
-its own notification group (the monitoring role groups by instance):
-- gunicorn stopped on a web server (socket and service): nginx answers 502,
-  HAProxy takes the server out of rotation, HAProxyServerDown names the web
-  server, however many load balancers see it;
+Three incidents at once, three alert classes, each its own notification
+group (the monitoring role groups by instance):
+- gunicorn stopped on one web server (socket and service): nginx answers
+  502, HAProxy takes the server out of rotation, HAProxyServerDown names the
+  web server, however many load balancers see it;
 - the load balancer without the VIP killed: InstanceDown of its node
-  exporter, which inhibits the InstanceDown of its HAProxy target.
+  exporter, which inhibits the InstanceDown of its HAProxy target;
+- the other web server put in maintenance on the remaining load balancer:
+  no server is left, the site answers 503 through the VIP, and the blackbox
+  probe's AppHealthFailing inhibits HAProxyBackendNoServerUp.
 
 Each must be notified within 60 s (the issue's bound), exactly once while it
 lasts (it lasts past Alertmanager's group_interval, so a second alert joining
@@ -21,7 +24,8 @@ import time
 
 from webinfra_alerts import Notification, first_delivery, read_mailbox
 from webinfra_e2e import Stack
-from webinfra_failures import Report, assert_healthy, restart, vip_holders
+from webinfra_failures import BACKEND, Report, assert_healthy, restart, vip_holders
+from webinfra_haproxy import haproxy_command
 from webinfra_testlib import docker, wait_for
 
 NOTIFY_WITHIN = 60.0
@@ -44,16 +48,19 @@ def test_each_incident_notifies_once_within_a_minute_and_resolves(
 ) -> None:
     assert_healthy(stack)
     mailbox = stack.one("monitoring").container
-    web = stack.group("webservers")[-1]
+    drained, web = stack.group("webservers")[:2]
     (holder,) = vip_holders(stack)
     lb = next(h for h in stack.group("loadbalancers") if h.container != holder)
-    expected = {web.name: "HAProxyServerDown", lb.name: "InstanceDown"}
+    probe = f"https://{stack.vip}/healthz"  # the lab's blackbox target
+    expected = {web.name: "HAProxyServerDown", lb.name: "InstanceDown", probe: "AppHealthFailing"}
     # Delivery-date has whole seconds.
     broken = {web.name: float(int(time.time()))}
     try:
         docker("exec", web.container, "systemctl", "stop", "webapp.socket", "webapp.service")
         broken[lb.name] = float(int(time.time()))
         docker("kill", lb.container)
+        broken[probe] = float(int(time.time()))
+        haproxy_command(holder, f"set server {BACKEND}/{drained.name} state maint")
         notes = wait_for(
             lambda: read_mailbox(mailbox),
             timeout=NOTIFY_WITHIN + 30,
@@ -67,6 +74,7 @@ def test_each_incident_notifies_once_within_a_minute_and_resolves(
         time.sleep(max(0.0, last_first + GROUP_INTERVAL + 10 - time.time()))
         held = read_mailbox(mailbox)
     finally:
+        haproxy_command(holder, f"set server {BACKEND}/{drained.name} state ready")
         docker("exec", web.container, "systemctl", "start", "webapp.socket")
         restart(lb.container, "keepalived", "haproxy")
     healed = float(int(time.time()))
