@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from webinfra_alerts import Notification, read_mailbox
 from webinfra_testlib import wait_for
 
 from tools import lab as labtool
@@ -88,6 +89,9 @@ FAILURE_KEYS = (
 )  # fmt: skip
 # The failures that need the clustered tier (a write VIP).
 CLUSTER_ONLY = ("db-replica-kill", "db-partition", "db-quorum-lost")
+# How long after the last timeline's start its mail may still arrive: the
+# monitoring role's notification path (about 35 s) with room to spare.
+NOTIFY_WAIT_S = 60.0
 
 
 LAB_ON_REPLICA = (
@@ -244,6 +248,7 @@ def failure_phase(
     assert [f.key for f in failures] == list(FAILURE_KEYS)
     report["probe_rate"] = rate
     kills: list[dict[str, Any]] = []
+    started: list[tuple[str, float]] = []  # each timeline's name and first mark
     for failure in failures:
         if failure.key not in keys:
             continue
@@ -264,6 +269,7 @@ def failure_phase(
                     post_tag=f"{failure.post_tag}-{turn}",
                     after_s=failure.after_s,
                 )
+            started.append((name, marks[0][0] if marks else time.time()))
             plot = f"timeline-{failure.key}" + (f"-{turn}" if rounds > 1 else "") + ".png"
             plot_timeline(outdir / plot, name, samples, marks)
             report["failures"][name] = {
@@ -292,6 +298,37 @@ def failure_phase(
                 )
     if kills:
         report["db_failover"] = {**kills_summary(kills), "lab_state": report["lab_state"]}
+    if started:
+        attribute_notifications(lab, report, started)
+
+
+def attribute_notifications(
+    lab: labtool.Lab, report: dict[str, Any], started: Sequence[tuple[str, float]]
+) -> None:
+    """Each timeline's first critical mail in the lab's alert mailbox."""
+    monitoring = lab.first_in("monitoring")
+    if monitoring is None:
+        report["not_measured"].append("time to notify (the lab has no monitoring host)")
+        return
+    time.sleep(max(0.0, started[-1][1] + NOTIFY_WAIT_S - time.time()))
+    notes = read_mailbox(monitoring.container)
+    ends = [since for _, since in started[1:]] + [time.time()]
+    for (name, since), until in zip(started, ends, strict=True):
+        report["failures"][name]["notified"] = first_critical(notes, since, until)
+
+
+def first_critical(
+    notes: Sequence[Notification], since: float, until: float
+) -> dict[str, Any] | None:
+    """The first mail delivered in [since, until) with a firing critical alert."""
+    for note in notes:
+        firing = [a for a in note.alerts if a.status == "firing" and a.severity == "critical"]
+        if firing and int(since) <= note.delivered < until:
+            return {
+                "after_s": note.delivered - int(since),
+                "alerts": [f"{a.name} on {a.instance}" for a in firing],
+            }
+    return None
 
 
 def kills_summary(kills: Sequence[dict[str, Any]]) -> dict[str, Any]:

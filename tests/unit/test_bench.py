@@ -7,8 +7,9 @@ import math
 from typing import Any
 
 import pytest
+from webinfra_alerts import Alert, Notification
 
-from tools.bench_failures import FAILURE_KEYS, kills_summary
+from tools.bench_failures import FAILURE_KEYS, first_critical, kills_summary
 from tools.bench_figures import (
     ProbeSample,
     Target,
@@ -364,3 +365,40 @@ def test_the_database_failures_report_their_writes_in_one_table() -> None:
     )
     assert "| kill web-01 | 300 | 260" not in text
     assert FAILURE_KEYS.index("db-quorum-lost") < FAILURE_KEYS.index("db-failover")
+
+
+def test_each_timeline_gets_its_first_critical_mail_between_its_start_and_the_next() -> None:
+    def note(at: float, *alerts: tuple[str, str, str]) -> Notification:
+        return Notification(
+            delivered=at,
+            subject="",
+            alerts=tuple(
+                Alert(status, name, "web-01", severity) for status, name, severity in alerts
+            ),
+        )
+
+    notes = [
+        note(1000.0, ("firing", "InstanceDown", "critical")),  # before the failure
+        note(1020.0, ("firing", "HTTP5xxRatioHigh", "warning")),  # not critical
+        note(1030.0, ("resolved", "InstanceDown", "critical")),  # not firing
+        note(1041.0, ("firing", "InstanceDown", "critical"), ("firing", "X", "warning")),
+        note(1200.0, ("firing", "NginxDown", "critical")),  # the next failure's
+    ]
+    assert first_critical(notes, 1010.5, 1100.0) == {
+        "after_s": 31.0,
+        "alerts": ["InstanceDown on web-01"],
+    }
+    assert first_critical(notes, 1050.0, 1100.0) is None
+    report = _report(400)
+    report.update(_MACHINE)
+    report["probe_rate"] = 50
+    summary = {"requests": 100, "failed": 0, "longest_failing_s": 0.0, "p99_ms": 5.0, "max_ms": 9.0}
+    report["failures"] = {
+        "kill web-01": {"description": "d", "plot": "p.png", "summary": summary,
+                        "notified": first_critical(notes, 1010.5, 1100.0)},
+        "reload nginx x20": {"description": "d", "plot": "q.png", "summary": summary,
+                             "notified": None},
+    }  # fmt: skip
+    text = render_markdown(report)
+    assert "| 31 s: InstanceDown on web-01 |" in text
+    assert "| reload nginx x20 | 100 |" in text and "| none |" in text
