@@ -156,14 +156,20 @@ def rejoins_as_a_replica(old: StackHost, new: StackHost, report: Report) -> None
     with the same GTID history once it has caught up."""
     started = time.time()
     restart(old.container)
-    status = wait_for(
-        partial(replica_status, old.container),
-        timeout=180,
-        interval=2,
-        accept=lambda st: (
-            st.get("Slave_IO_Running") == "Yes" and st.get("Slave_SQL_Running") == "Yes"
-        ),
-    )
+    try:
+        status = wait_for(
+            partial(replica_status, old.container),
+            timeout=180,
+            interval=2,
+            accept=lambda st: (
+                st.get("Slave_IO_Running") == "Yes" and st.get("Slave_SQL_Running") == "Yes"
+            ),
+        )
+    except TimeoutError as exc:
+        raise AssertionError(
+            f"{old.name} does not replicate from {new.name} 180 s after its start\n"
+            + rejoin_diagnosis(old, new)
+        ) from exc
     report("db_old_primary_replicating_after", round(time.time() - started, 1), "s")
     assert status["Master_Host"] == new.address, status
     assert read_only(old.container) == "1"
@@ -174,6 +180,29 @@ def rejoins_as_a_replica(old: StackHost, new: StackHost, report: Report) -> None
         timeout=30,
         accept=lambda p: len(set(p.values())) == 1,
     )
+
+
+def rejoin_diagnosis(old: StackHost, new: StackHost) -> str:
+    """What a failed rejoin leaves behind: the cluster's view with its fail
+    counts, and the old primary's recent cluster and MariaDB messages."""
+    commands = {
+        f"crm_mon on {new.name}": (new.container, "crm_mon", "-1", "--failcounts"),
+        f"messages on {old.name}": (
+            old.container, "journalctl", "--no-pager", "-n", "60", "-p", "notice",
+        ),
+        f"GTID positions on {old.name}": (
+            old.container, "mariadb", "-e",
+            "SELECT @@GLOBAL.gtid_current_pos, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only",
+        ),
+        f"GTID position on {new.name}": (
+            new.container, "mariadb", "-e", "SELECT @@GLOBAL.gtid_current_pos",
+        ),
+    }  # fmt: skip
+    parts = []
+    for title, (container, *command) in commands.items():
+        done = docker("exec", container, *command, check=False, timeout=30)
+        parts.append(f"--- {title}\n{done.stdout}{done.stderr}")
+    return "\n".join(parts)
 
 
 def replica_status(container: str) -> dict[str, str]:
