@@ -190,6 +190,10 @@ def rejoin_diagnosis(old: StackHost, new: StackHost) -> str:
         f"messages on {old.name}": (
             old.container, "journalctl", "--no-pager", "-n", "60", "-p", "notice",
         ),
+        # An errant transaction shows here as MariaDB error 1236 (db_reseed.yml).
+        f"MariaDB's error log on {old.name}": (
+            old.container, "tail", "-n", "30", "/var/log/mysql/error.log",
+        ),
         f"GTID positions on {old.name}": (
             old.container, "mariadb", "-e",
             "SELECT @@GLOBAL.gtid_current_pos, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only",
