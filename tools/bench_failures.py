@@ -322,7 +322,7 @@ def first_critical(
 ) -> dict[str, Any] | None:
     """The first mail delivered in [since, until) with a firing critical alert."""
     for note in notes:
-        firing = [a for a in note.alerts if a.status == "firing" and a.severity == "critical"]
+        firing = note.critical_firing
         if firing and int(since) <= note.delivered < until:
             return {
                 "after_s": note.delivered - int(since),

@@ -41,6 +41,11 @@ class Notification:
     def instances(self) -> set[str]:
         return {alert.instance for alert in self.alerts}
 
+    @property
+    def critical_firing(self) -> list[Alert]:
+        """The alerts of this mail that page: firing and critical."""
+        return [a for a in self.alerts if a.status == "firing" and a.severity == "critical"]
+
     def firing(self, instance: str) -> bool:
         return any(a.status == "firing" and a.instance == instance for a in self.alerts)
 

@@ -71,3 +71,10 @@ def test_first_delivery_skips_older_mail_and_other_hosts() -> None:
 
 def test_an_empty_mailbox_has_no_notification() -> None:
     assert parse_mailbox("") == []
+
+
+def test_only_firing_critical_alerts_page() -> None:
+    first, both, last = parse_mailbox(FIRING + TWO_HOSTS + RESOLVED)
+    assert [a.name for a in first.critical_firing] == ["NginxDown"]
+    assert [a.instance for a in both.critical_firing] == ["lb-02"]
+    assert last.critical_firing == []
