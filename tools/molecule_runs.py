@@ -6,13 +6,15 @@ ever running one scenario twice at once (runs share container names).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from tools.gate_report import (
     LOG_DIR,
@@ -122,6 +124,47 @@ def molecule_env(distro: str, bin_dir: Path = VENV_BIN) -> dict[str, str]:
     return env
 
 
+# Molecule announces each action of its test sequence with this line.
+ACTION_LINE = re.compile(r"^INFO\s+\[[^\]>]+> (?P<action>[a-z_]+)\] Executing")
+
+
+class PhaseClock:
+    """How long each molecule action (create, converge, verify...) took,
+    read off the log lines as they arrive: an action ends where the next
+    one starts, the last one when the run ends."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._current: tuple[str, float] | None = None
+        self.seconds: dict[str, float] = {}
+
+    def line(self, text: str) -> None:
+        found = ACTION_LINE.match(text)
+        if found:
+            now = self._clock()
+            self._close(now)
+            self._current = (found["action"], now)
+
+    def _close(self, now: float) -> None:
+        if self._current is not None:
+            action, began = self._current
+            self.seconds[action] = self.seconds.get(action, 0.0) + now - began
+            self._current = None
+
+    def finish(self) -> str:
+        """The phases that took a second or more, as ' (converge 300 s, ...)'."""
+        self._close(self._clock())
+        shown = [f"{a} {s:.0f} s" for a, s in self.seconds.items() if s >= 1]
+        return f" ({', '.join(shown)})" if shown else ""
+
+
+def copy_lines(lines: Iterable[str], log: TextIO, clock: PhaseClock) -> None:
+    for text in lines:
+        log.write(text)
+        log.flush()
+        clock.line(text)
+
+
 def run_molecule(item: MoleculeRun, report: Report) -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     env = molecule_env(item.distro, item.bin_dir)
@@ -129,14 +172,20 @@ def run_molecule(item: MoleculeRun, report: Report) -> None:
     with PRINT_LOCK:
         say(f"[....] {item.label}: started (log {item.log.relative_to(ROOT)})")
     start = time.monotonic()
+    phases = PhaseClock()
     with item.log.open("w", encoding="utf-8") as log:
         proc = subprocess.Popen(
             [molecule, "test", "-s", item.scenario],
             cwd=ROOT,
             env=env,
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
         )
+        assert proc.stdout is not None
+        reader = threading.Thread(target=copy_lines, args=(proc.stdout, log, phases))
+        reader.start()
         try:
             rc = proc.wait(timeout=SCENARIO_TIMEOUT)
             detail = ""
@@ -145,6 +194,8 @@ def run_molecule(item: MoleculeRun, report: Report) -> None:
             proc.wait()
             rc = -1
             detail = f": timed out after {SCENARIO_TIMEOUT} s"
+        reader.join()
+        if rc == -1:
             subprocess.run(
                 [molecule, "destroy", "-s", item.scenario],
                 cwd=ROOT,
@@ -153,6 +204,7 @@ def run_molecule(item: MoleculeRun, report: Report) -> None:
                 stderr=subprocess.STDOUT,
                 check=False,
             )
+    detail = phases.finish() + detail
     outcome = Outcome(item.label, rc == 0, time.monotonic() - start, detail)
     if not outcome.passed:
         tail = item.log.read_text(encoding="utf-8", errors="replace").splitlines()[-80:]

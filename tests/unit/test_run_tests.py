@@ -12,6 +12,7 @@ from tools.molecule_runs import (
     MIN_ANSIBLE_RUNS,
     SCENARIO_DISTROS,
     MoleculeRun,
+    PhaseClock,
     discover_scenarios,
     may_start,
     plan_molecule,
@@ -159,3 +160,21 @@ def test_the_two_clusters_scenarios_never_run_side_by_side() -> None:
     assert not may_start("site", {"db_cluster"})
     assert not may_start("site", {"site"})
     assert may_start("site", {"site_seed"})
+
+
+def test_the_phase_clock_times_each_molecule_action_from_its_log_lines() -> None:
+    now = iter([0.0, 10.0, 250.0, 400.0, 400.5])
+    clock = PhaseClock(clock=lambda: next(now))
+    clock.line("INFO     [site > create] Executing\n")
+    clock.line("TASK [x] ****\n")
+    clock.line("INFO     [site > converge] Executing\n")
+    clock.line("INFO     [site > verify] Executing\n")
+    clock.line("INFO     [site > destroy] Executing\n")
+    assert clock.finish() == " (create 10 s, converge 240 s, verify 150 s)"
+    assert clock.seconds["destroy"] == 0.5
+
+
+def test_the_phase_clock_says_nothing_without_action_lines() -> None:
+    clock = PhaseClock(clock=lambda: 0.0)
+    clock.line("PLAY RECAP ****\n")
+    assert clock.finish() == ""
