@@ -53,6 +53,12 @@ def test_debian_13_runs_every_role_once() -> None:
     assert {"site_seed", "keepalived", "monitoring"} <= on_13
 
 
+def test_the_roles_site_converges_on_debian_12_get_no_second_run_there() -> None:
+    # site (Debian 12) converges and tests keepalived and monitoring.
+    runs = {(r.scenario, r.distro) for r in plan_molecule(["site", "keepalived", "monitoring"])}
+    assert runs == {("site", "12"), ("keepalived", "13"), ("monitoring", "13")}
+
+
 def test_oldest_ansible_runs_have_their_own_venv_label_and_log() -> None:
     normal, oldest = MoleculeRun("smoke", "12"), MoleculeRun("smoke", "12", oldest_ansible=True)
     assert (normal.bin_dir, oldest.bin_dir) == (VENV_BIN, MIN_VENV_BIN)
