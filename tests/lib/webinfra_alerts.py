@@ -18,6 +18,8 @@ from email.utils import parsedate_to_datetime
 from webinfra_testlib import docker
 
 MAILBOX = "/var/mail/alerts"
+# The bound from a failure to its notification delivered in the mailbox.
+NOTIFY_WITHIN = 60.0
 _ALERT_LINE = re.compile(r"^\[(FIRING|RESOLVED)\] (\S+) on (\S*) \((\w*)\)\s*$", re.MULTILINE)
 # An mbox separates messages with a line starting "From " after a blank line.
 _SEPARATOR = re.compile(r"(?:^|\n)From \S+ [^\n]*\n")
@@ -48,6 +50,9 @@ class Notification:
 
     def firing(self, instance: str) -> bool:
         return any(a.status == "firing" and a.instance == instance for a in self.alerts)
+
+    def fires(self, alertname: str) -> bool:
+        return any(a.status == "firing" and a.name == alertname for a in self.alerts)
 
     def resolved(self, instance: str) -> bool:
         """Every alert of `instance` in it is resolved (and it names one)."""
@@ -97,3 +102,10 @@ def first_delivery(
         if note.resolved(instance) if resolved else note.firing(instance):
             return note
     return None
+
+
+def first_firing_alert(
+    notifications: list[Notification], alertname: str, since: float
+) -> Notification | None:
+    """The first notification after `since` firing an alert called `alertname`."""
+    return next((n for n in notifications if n.delivered >= since and n.fires(alertname)), None)

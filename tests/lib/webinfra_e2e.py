@@ -213,12 +213,15 @@ def time_to_recover(attempts: list[tuple[float, bool]], since: float) -> float |
     """Seconds from `since` (a failure) until writes succeed again.
 
     `attempts` are (start time, succeeded). The recovery is the first success
-    that follows a failed attempt started at or after `since` (an attempt
-    that began just before the failure took effect may still succeed; it
-    does not count). 0.0 when nothing failed after `since` but something
-    succeeded; None while no success followed the last failure.
+    that follows a failed attempt: one started at or after `since`, or the
+    attempt in flight when the failure came (the last one started before
+    it), which a sequential writer waits out before it tries again. An
+    attempt that began just before the failure took effect may still
+    succeed; it does not count. 0.0 when nothing failed from the failure on
+    but something succeeded; None while no success followed the last failure.
     """
-    failed_seen = False
+    before = [ok for started, ok in sorted(attempts) if started < since]
+    failed_seen = bool(before) and not before[-1]
     succeeded = False
     for started, ok in sorted(attempts):
         if started < since:

@@ -247,6 +247,13 @@ def test_a_success_before_the_failure_took_effect_is_not_a_recovery() -> None:
     assert time_to_recover(attempts, since=10.0) == 3.0
 
 
+def test_the_attempt_in_flight_at_the_failure_counts_when_it_fails() -> None:
+    # A sequential writer's request hung through the failover and failed;
+    # the next one, started later, succeeded: writes were back only then.
+    attempts = [(9.0, True), (9.9, False), (16.0, True)]
+    assert time_to_recover(attempts, since=10.0) == 6.0
+
+
 def test_no_failure_after_the_event_means_no_outage() -> None:
     assert time_to_recover([(10.1, True), (10.2, True)], since=10.0) == 0.0
 

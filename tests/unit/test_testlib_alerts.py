@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from webinfra_alerts import first_delivery, parse_mailbox
+from webinfra_alerts import first_delivery, first_firing_alert, parse_mailbox
 
 
 def _message(delivered: str, subject: str, text: str) -> str:
@@ -78,3 +78,11 @@ def test_only_firing_critical_alerts_page() -> None:
     assert [a.name for a in first.critical_firing] == ["NginxDown"]
     assert [a.instance for a in both.critical_firing] == ["lb-02"]
     assert last.critical_firing == []
+
+
+def test_an_alert_is_found_by_name_firing_after_a_time() -> None:
+    notes = parse_mailbox(FIRING + TWO_HOSTS + RESOLVED)
+    assert first_firing_alert(notes, "InstanceDown", T0) is notes[1]
+    assert first_firing_alert(notes, "InstanceDown", T0 + 42) is None
+    # Resolved only: not firing.
+    assert first_firing_alert(notes, "HAProxyServerDown", T0) is None

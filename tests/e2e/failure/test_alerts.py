@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import time
 
-from webinfra_alerts import Notification, first_delivery, read_mailbox
+from webinfra_alerts import NOTIFY_WITHIN, Notification, first_delivery, read_mailbox
 from webinfra_e2e import Stack
 from webinfra_failures import BACKEND, Report, assert_healthy, restart, vip_holders
 from webinfra_haproxy import haproxy_command
 from webinfra_testlib import docker, wait_for
 
-NOTIFY_WITHIN = 60.0
 # The monitoring role's group_interval (1m): a change of a group that has
 # already notified waits that long, so an incident held past it shows any
 # second notification.
