@@ -7,7 +7,8 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 
 import requests
@@ -98,25 +99,41 @@ class NoteWriter:
         self.attempts: list[tuple[float, bool]] = []
         self.acked: list[str] = []
         self._stop = threading.Event()
+        # Held for each attempt; between_writes takes it to hold the writer.
+        self._turn = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.duration
         with requests.Session() as session:
             for index in range(self.count):
-                if self._stop.is_set() or time.monotonic() > deadline:
-                    return
-                text = f"{self.tag}-{index}"
-                started = time.time()
-                try:
-                    answer = session.post(self.url, json={"text": text}, verify=False, timeout=10)
-                    ok = answer.status_code == 201
-                except requests.RequestException:
-                    ok = False
-                self.attempts.append((started, ok))
-                if ok:
-                    self.acked.append(text)
+                with self._turn:
+                    if self._stop.is_set() or time.monotonic() > deadline:
+                        return
+                    text = f"{self.tag}-{index}"
+                    started = time.time()
+                    try:
+                        answer = session.post(
+                            self.url, json={"text": text}, verify=False, timeout=10
+                        )
+                        ok = answer.status_code == 201
+                    except requests.RequestException:
+                        ok = False
+                    self.attempts.append((started, ok))
+                    if ok:
+                        self.acked.append(text)
                 time.sleep(0.05)
+
+    @contextmanager
+    def between_writes(self) -> Iterator[None]:
+        """Hold the next write until the block ends, once the one in flight
+        has its answer: a failure injected here meets no write half done."""
+        if not self._turn.acquire(timeout=30):
+            raise TimeoutError("the write in flight got no answer within 30 s")
+        try:
+            yield
+        finally:
+            self._turn.release()
 
     def __enter__(self) -> NoteWriter:
         self._thread.start()
