@@ -2,16 +2,19 @@
 the failure to the notification delivered in the lab's mailbox (Alertmanager
 mails it through exim4 on the monitoring host, playbooks/lab_mail.yml).
 
-Three incidents at once, three alert classes, each its own notification
+Four incidents at once, four alert classes, each its own notification
 group (the monitoring role groups by instance):
 - gunicorn stopped on one web server (socket and service): nginx answers
   502, HAProxy takes the server out of rotation, HAProxyServerDown names the
   web server, however many load balancers see it;
+- nginx stopped on the other web server: NginxDown, which inhibits that
+  server's HAProxyServerDown;
+- with both web servers out, the site answers 503 through the VIP: the
+  blackbox probe's AppHealthFailing, which inhibits HAProxyBackendNoServerUp;
 - the load balancer without the VIP killed: InstanceDown of its node
   exporter, which inhibits the InstanceDown of its HAProxy target;
-- the other web server put in maintenance on the remaining load balancer:
-  no server is left, the site answers 503 through the VIP, and the blackbox
-  probe's AppHealthFailing inhibits HAProxyBackendNoServerUp.
+- replication stopped on the database replica (its IO thread):
+  MariaDBReplicationIOThreadStopped.
 
 Each must be notified within 60 s (the issue's bound), exactly once while it
 lasts (it lasts past Alertmanager's group_interval, so a second alert joining
@@ -23,9 +26,9 @@ from __future__ import annotations
 import time
 
 from webinfra_alerts import NOTIFY_WITHIN, Notification, first_delivery, read_mailbox
+from webinfra_database import mysql_sql
 from webinfra_e2e import Stack
-from webinfra_failures import BACKEND, Report, assert_healthy, restart, vip_holders
-from webinfra_haproxy import haproxy_command
+from webinfra_failures import Report, assert_healthy, current_primary, restart, vip_holders
 from webinfra_testlib import docker, wait_for
 
 # The monitoring role's group_interval (1m): a change of a group that has
@@ -47,19 +50,29 @@ def test_each_incident_notifies_once_within_a_minute_and_resolves(
 ) -> None:
     assert_healthy(stack)
     mailbox = stack.one("monitoring").container
-    drained, web = stack.group("webservers")[:2]
+    stopped, web = stack.group("webservers")[:2]
     (holder,) = vip_holders(stack)
     lb = next(h for h in stack.group("loadbalancers") if h.container != holder)
+    primary = current_primary(stack)
+    replica = next(db for db in stack.group("databases") if db != primary)
     probe = f"https://{stack.vip}/healthz"  # the lab's blackbox target
-    expected = {web.name: "HAProxyServerDown", lb.name: "InstanceDown", probe: "AppHealthFailing"}
+    expected = {
+        web.name: "HAProxyServerDown",
+        stopped.name: "NginxDown",
+        probe: "AppHealthFailing",
+        lb.name: "InstanceDown",
+        replica.name: "MariaDBReplicationIOThreadStopped",
+    }
     # Delivery-date has whole seconds.
     broken = {web.name: float(int(time.time()))}
     try:
         docker("exec", web.container, "systemctl", "stop", "webapp.socket", "webapp.service")
+        broken[stopped.name] = broken[probe] = float(int(time.time()))
+        docker("exec", stopped.container, "systemctl", "stop", "nginx")
         broken[lb.name] = float(int(time.time()))
         docker("kill", lb.container)
-        broken[probe] = float(int(time.time()))
-        haproxy_command(holder, f"set server {BACKEND}/{drained.name} state maint")
+        broken[replica.name] = float(int(time.time()))
+        mysql_sql(replica.container, "STOP SLAVE IO_THREAD")
         notes = wait_for(
             lambda: read_mailbox(mailbox),
             timeout=NOTIFY_WITHIN + 30,
@@ -73,7 +86,8 @@ def test_each_incident_notifies_once_within_a_minute_and_resolves(
         time.sleep(max(0.0, last_first + GROUP_INTERVAL + 10 - time.time()))
         held = read_mailbox(mailbox)
     finally:
-        haproxy_command(holder, f"set server {BACKEND}/{drained.name} state ready")
+        mysql_sql(replica.container, "START SLAVE IO_THREAD")
+        docker("exec", stopped.container, "systemctl", "start", "nginx")
         docker("exec", web.container, "systemctl", "start", "webapp.socket")
         restart(lb.container, "keepalived", "haproxy")
     healed = float(int(time.time()))
