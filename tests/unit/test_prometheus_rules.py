@@ -144,7 +144,16 @@ def test_the_defaults_notify_an_outage_within_a_minute() -> None:
     # detection (HAProxy's health checks), the delivery and a loaded machine.
     assert path + seconds["monitoring_alert_for"] <= 30, seconds
     assert path + seconds["monitoring_alert_for_replication"] <= 40, seconds
-    assert defaults["monitoring_alertmanager_group_by"] == ["instance"]
+    assert defaults["monitoring_alertmanager_group_by"] == ["alertname", "instance"]
+    # A recurrence joins the group Prometheus keeps open with the resolved
+    # alert: it waits group_interval instead of group_wait.
+    recurrence = (
+        path
+        - seconds["monitoring_alertmanager_group_wait"]
+        + _seconds(defaults["monitoring_alertmanager_group_interval"])
+    )
+    assert recurrence + seconds["monitoring_alert_for"] <= 40, seconds
+    assert recurrence + seconds["monitoring_alert_for_replication"] <= 50, seconds
 
 
 def _seconds(duration: str) -> int:
