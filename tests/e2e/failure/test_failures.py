@@ -39,6 +39,7 @@ from webinfra_failures import (
     assert_healthy,
     current_primary,
     rejoins_as_a_replica,
+    replica_status,
     restart,
     url,
     vip_holders,
@@ -201,6 +202,16 @@ def test_a_planned_switchover_under_writes_moves_the_writes_and_loses_none(
     )
     lost = [text for text in writer.acked if text not in stored]
     assert lost == [], lost[:10]
+    # No constraint is left behind: a later failure may promote either member.
+    constraints = docker("exec", new.container, "pcs", "constraint", "location", "config")
+    assert "cli-prefer" not in constraints.stdout, constraints.stdout
+    # The old primary follows the new one.
+    status = wait_for(
+        partial(replica_status, old.container),
+        timeout=30,
+        accept=lambda st: st.get("Slave_IO_Running") == st.get("Slave_SQL_Running") == "Yes",
+    )
+    assert status["Master_Host"] == new.address, status
 
 
 def test_the_planned_work_above_delivered_no_critical_notification(stack: Stack) -> None:
