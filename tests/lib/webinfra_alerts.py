@@ -11,11 +11,13 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from functools import partial
 
-from webinfra_testlib import docker
+from webinfra_testlib import docker, wait_for
 
 MAILBOX = "/var/mail/alerts"
 # The bound from a failure to its notification delivered in the mailbox.
@@ -90,6 +92,14 @@ def read_mailbox(container: str, path: str = MAILBOX) -> list[Notification]:
     """The notifications delivered so far (none before the first one)."""
     done = docker("exec", container, "cat", path, check=False)
     return parse_mailbox(done.stdout) if done.returncode == 0 else []
+
+
+def wait_for_mail(
+    container: str, accept: Callable[[list[Notification]], bool], timeout: float
+) -> list[Notification]:
+    """Read the mailbox every 2 s until `accept` holds of its notifications;
+    TimeoutError after `timeout` seconds."""
+    return wait_for(partial(read_mailbox, container), timeout=timeout, interval=2, accept=accept)
 
 
 def first_delivery(

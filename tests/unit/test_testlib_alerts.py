@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from email.message import EmailMessage
 
-from webinfra_alerts import first_delivery, first_firing_alert, parse_mailbox
+import pytest
+import webinfra_alerts
+from webinfra_alerts import first_delivery, first_firing_alert, parse_mailbox, wait_for_mail
 
 
 def _message(delivered: str, subject: str, text: str) -> str:
@@ -86,3 +89,13 @@ def test_an_alert_is_found_by_name_firing_after_a_time() -> None:
     assert first_firing_alert(notes, "InstanceDown", T0 + 42) is None
     # Resolved only: not firing.
     assert first_firing_alert(notes, "HAProxyServerDown", T0) is None
+
+
+def test_wait_for_mail_reads_the_mailbox_until_the_condition_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    boxes = iter(["", FIRING, FIRING + TWO_HOSTS])
+    monkeypatch.setattr(webinfra_alerts, "read_mailbox", lambda c: parse_mailbox(next(boxes)))
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    notes = wait_for_mail("mon", accept=lambda ns: len(ns) == 2, timeout=60)
+    assert [n.delivered - T0 for n in notes] == [30.0, 41.0]

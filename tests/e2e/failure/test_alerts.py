@@ -25,7 +25,13 @@ from __future__ import annotations
 
 import time
 
-from webinfra_alerts import NOTIFY_WITHIN, Notification, first_delivery, read_mailbox
+from webinfra_alerts import (
+    NOTIFY_WITHIN,
+    Notification,
+    first_delivery,
+    read_mailbox,
+    wait_for_mail,
+)
 from webinfra_database import mysql_sql
 from webinfra_e2e import Stack
 from webinfra_failures import Report, assert_healthy, current_primary, restart, vip_holders
@@ -74,11 +80,10 @@ def test_each_incident_notifies_once_within_a_minute_and_resolves(
         docker("kill", lb.container)
         broken[replica.name] = float(int(time.time()))
         mysql_sql(replica.container, "STOP SLAVE IO_THREAD")
-        notes = wait_for(
-            lambda: read_mailbox(mailbox),
-            timeout=NOTIFY_WITHIN + 30,
-            interval=2,
+        notes = wait_for_mail(
+            mailbox,
             accept=lambda ns: all(first_delivery(ns, h, broken[h]) for h in expected),
+            timeout=NOTIFY_WITHIN + 30,
         )
         first = {h: first_delivery(notes, h, broken[h]) for h in expected}
         # Hold the failures past one group interval after the last first
@@ -92,11 +97,10 @@ def test_each_incident_notifies_once_within_a_minute_and_resolves(
         docker("exec", web.container, "systemctl", "start", "webapp.socket")
         restart(lb.container, "keepalived", "haproxy")
     healed = float(int(time.time()))
-    notes = wait_for(
-        lambda: read_mailbox(mailbox),
-        timeout=RESOLVE_WITHIN,
-        interval=2,
+    notes = wait_for_mail(
+        mailbox,
         accept=lambda ns: all(first_delivery(ns, h, healed, resolved=True) for h in expected),
+        timeout=RESOLVE_WITHIN,
     )
     for host, alertname in expected.items():
         note = first[host]
@@ -141,11 +145,10 @@ def _vip_incident(
         for container in targets:
             docker("exec", container, "sh", "-c", inflict)
         wait_for(lambda: len(vip_holders(stack)), timeout=10, accept=lambda n: n == holders)
-        notes = wait_for(
-            lambda: read_mailbox(mailbox),
-            timeout=NOTIFY_WITHIN + 30,
-            interval=2,
+        notes = wait_for_mail(
+            mailbox,
             accept=lambda ns: first_delivery(ns, vip, broken) is not None,
+            timeout=NOTIFY_WITHIN + 30,
         )
     finally:
         for container in targets:
@@ -161,11 +164,10 @@ def _vip_incident(
         alertname
     ], note
     # Resolved before the next incident: it then opens a group of its own.
-    after = wait_for(
-        lambda: read_mailbox(mailbox),
-        timeout=RESOLVE_WITHIN,
-        interval=2,
+    after = wait_for_mail(
+        mailbox,
         accept=lambda ns: first_delivery(ns, vip, healed, resolved=True) is not None,
+        timeout=RESOLVE_WITHIN,
     )
     for instance in quiet:
         assert _firing(after, instance, broken, time.time()) == [], (instance, after)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from webinfra_alerts import NOTIFY_WITHIN, first_firing_alert, read_mailbox
+from webinfra_alerts import NOTIFY_WITHIN, first_firing_alert, read_mailbox, wait_for_mail
 from webinfra_cluster import double_writers
 from webinfra_database import (
     ReadOnlyWatch,
@@ -353,11 +353,10 @@ def failover_notified(stack: Stack, monitoring: MonitoringLogins, since: float) 
     mailbox = stack.one("monitoring").container
     since = float(int(since))  # Delivery-date has whole seconds
     try:
-        notes = wait_for(
-            lambda: read_mailbox(mailbox),
-            timeout=max(1.0, since + NOTIFY_WITHIN + 30 - time.time()),
-            interval=2,
+        notes = wait_for_mail(
+            mailbox,
             accept=lambda ns: first_firing_alert(ns, FAILOVER_ALERT, since) is not None,
+            timeout=max(1.0, since + NOTIFY_WITHIN + 30 - time.time()),
         )
     except TimeoutError:
         active = alerts_named(alertmanager_alerts(monitoring.alertmanager), FAILOVER_ALERT)
