@@ -85,6 +85,19 @@ class WebLogin:
         response.raise_for_status()
         return response.json()
 
+    def post_json(self, path: str, body: Any, timeout: float = 10.0) -> None:
+        """POST `body` as JSON to base_url + path, logged in; raise on an error status."""
+        import requests
+
+        response = requests.post(
+            f"{self.base_url}{path}",
+            json=body,
+            auth=(self.user, self.password),
+            verify=self.ca_file,
+            timeout=timeout,
+        )
+        response.raise_for_status()
+
 
 @dataclass(frozen=True)
 class MonitoringLogins:
@@ -115,6 +128,30 @@ def alertmanager_alerts(alertmanager: WebLogin, timeout: float = 10.0) -> list[d
     params = {"active": "true", "silenced": "true", "inhibited": "true"}
     alerts: list[dict[str, Any]] = alertmanager.json("/api/v2/alerts", params, timeout)
     return alerts
+
+
+def post_alerts(
+    alertmanager: WebLogin, labels: list[dict[str, str]], starts: float, ends: float
+) -> None:
+    """Send alerts to Alertmanager's API v2 as Prometheus would: each with
+    these labels, active from `starts` until `ends` (epoch seconds; an end
+    in the past resolves them)."""
+    from datetime import UTC, datetime
+
+    def stamp(epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+    body = [{"labels": each, "startsAt": stamp(starts), "endsAt": stamp(ends)} for each in labels]
+    alertmanager.post_json("/api/v2/alerts", body)
+
+
+def inhibited_by(alerts: list[dict[str, Any]], alertname: str, **labels: str) -> list[str]:
+    """The fingerprints inhibiting the one Alertmanager alert with this name
+    and labels (empty when it is not inhibited); KeyError when it is absent."""
+    found = alerts_named(alerts, alertname, **labels)
+    if len(found) != 1:
+        raise KeyError(f"{len(found)} alerts {alertname} {labels} in Alertmanager")
+    return list(found[0].get("status", {}).get("inhibitedBy") or [])
 
 
 def login_statuses(login: WebLogin, path: str) -> dict[str, int]:

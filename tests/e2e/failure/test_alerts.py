@@ -2,8 +2,8 @@
 the failure to the notification delivered in the lab's mailbox (Alertmanager
 mails it through exim4 on the monitoring host, playbooks/lab_mail.yml).
 
-Four incidents at once, four alert classes, each its own notification
-group (the monitoring role groups by instance):
+Five incidents at once, five alert classes, each its own notification
+group (the monitoring role groups by alert name and instance):
 - gunicorn stopped on one web server (socket and service): nginx answers
   502, HAProxy takes the server out of rotation, HAProxyServerDown names the
   web server, however many load balancers see it;
@@ -19,11 +19,15 @@ group (the monitoring role groups by instance):
 Each must be notified within 60 s (the issue's bound), exactly once while it
 lasts (it lasts past Alertmanager's group_interval, so a second alert about
 the same host would show as a second mail), and resolved once it heals.
+Then the VIP held by two load balancers and by none, and a lost database
+member whose replicas' alerts must stay inhibited. `make bench` runs this
+file against the lab and reports every time it measures.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 
 from webinfra_alerts import (
     NOTIFY_WITHIN,
@@ -35,6 +39,7 @@ from webinfra_alerts import (
 from webinfra_database import mysql_sql
 from webinfra_e2e import Stack
 from webinfra_failures import Report, assert_healthy, current_primary, restart, vip_holders
+from webinfra_monitoring import MonitoringLogins, alertmanager_alerts, inhibited_by, post_alerts
 from webinfra_testlib import docker, wait_for
 
 # The monitoring role's group_interval (20s): a change of a group that has
@@ -198,3 +203,50 @@ def test_the_vip_held_by_two_then_by_none_is_mailed_within_a_minute(
         heal="systemctl start keepalived",
         quiet=(f"https://{stack.vip}/healthz",),
     )
+
+
+def test_a_lost_database_member_does_not_also_page_for_each_replica(
+    stack: Stack, report: Report, monitoring: MonitoringLogins
+) -> None:
+    """The inhibition a tier of three or more needs: when a member is lost,
+    the replicas that replicated from it may stop or lose their source
+    before the cluster points them at the new primary, and those alerts are
+    its consequence. The lab's and site's tiers have one replica, which the
+    cluster promotes, so no replica is left to raise them: the alerts such a
+    tier raises are posted to the real Alertmanager instead, which must mail
+    the lost member alone (its inhibition rules, grouping and mail path as
+    deployed) and hold the replicas' alerts as inhibited."""
+    mailbox = stack.one("monitoring").container
+    run = uuid.uuid4().hex[:6]
+    lost = f"db-lost-{run}"
+    replicas = {
+        f"db-replica-{run}-a": "MariaDBReplicationIOThreadStopped",
+        f"db-replica-{run}-b": "MariaDBReplicaNotReplicating",
+    }
+    labels = [{"alertname": "MariaDBDown", "instance": lost, "job": "mysql",
+               "severity": "critical"}] + [
+        {"alertname": name, "instance": host, "job": "mysql", "severity": "critical"}
+        for host, name in replicas.items()
+    ]  # fmt: skip
+    posted = float(int(time.time()))
+    post_alerts(monitoring.alertmanager, labels, posted, posted + 600)
+    try:
+        notes = wait_for_mail(
+            mailbox,
+            accept=lambda ns: first_delivery(ns, lost, posted) is not None,
+            timeout=NOTIFY_WITHIN,
+        )
+        first = first_delivery(notes, lost, posted)
+        assert first is not None
+        report("posted_alert_notified", first.delivered - posted, "s")
+        # Every group was created by the same post: an uninhibited replica
+        # alert would be mailed with the lost member's, or one group_wait later.
+        time.sleep(max(0.0, first.delivered + GROUP_INTERVAL - time.time()))
+        held = read_mailbox(mailbox)
+        active = alertmanager_alerts(monitoring.alertmanager)
+    finally:
+        post_alerts(monitoring.alertmanager, labels, posted, time.time() - 1)
+    for host, alertname in replicas.items():
+        assert _firing(held, host, posted, time.time()) == [], (host, held)
+        assert inhibited_by(active, alertname, instance=host), (host, active)
+    assert inhibited_by(active, "MariaDBDown", instance=lost) == []
