@@ -1,7 +1,7 @@
 """`make bench`: measure the lab and write a report (markdown, JSON, PNG plots).
 
     python tools/bench.py [--converge full|rerun|none] [--no-scale] [--skip-stock]
-                          [--skip-failures | --failures all|KEY,KEY]
+                          [--skip-failures | --failures all|KEY,KEY] [--skip-alerts]
 
 Phases, in this order (each one optional except the throughput one):
 
@@ -34,6 +34,9 @@ Phases, in this order (each one optional except the throughput one):
    until writes are back. Without a cluster the bench runs db_failover.yml
    once, which leaves the lab on the promoted replica (`make demo-down demo`
    restores it). One PNG timeline per failure.
+5. alerts (unless --skip-alerts): the alert tests of tests/e2e/failure run
+   against the lab (bench_alerts); the time from each failure to its mail,
+   and from the repair to the resolved mail, for every alert they time.
 
 Every lab change the bench makes for a measurement (a ufw rule and the TCP
 listener on web-01) is reverted in a finally block, and every bench
@@ -47,8 +50,8 @@ This module holds the phases and main(); beside it: bench_run (shell,
 docker and ansible-playbook calls), bench_figures (the arithmetic, no side
 effect), bench_report (markdown and plots), bench_stock (the hand-built
 stock stack), bench_failures (the failure phase), bench_db_failures (the
-database tier's failures besides the primary kill) and bench_probe (the
-probe that runs in the client container).
+database tier's failures besides the primary kill), bench_alerts (the alert
+phase) and bench_probe (the probe that runs in the client container).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ sys.path.insert(0, str(ROOT))
 from webinfra_testlib import play_recap, wait_for  # noqa: E402
 
 from tools import lab as labtool  # noqa: E402
+from tools.bench_alerts import alerts_phase  # noqa: E402
 from tools.bench_failures import FAILURE_KEYS, failure_phase  # noqa: E402
 from tools.bench_figures import WrkResult, parse_wrk, select_failures  # noqa: E402
 from tools.bench_report import write_report  # noqa: E402
@@ -396,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"the failure timelines to run: all (default) or some of {','.join(FAILURE_KEYS)}",
     )
     parser.add_argument("--skip-stock", action="store_true")
+    parser.add_argument(
+        "--skip-alerts", action="store_true", help="do not run the alert tests against the lab"
+    )
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
@@ -467,6 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"failure timelines not chosen with --failures: {', '.join(skipped)}"
                 )
             failure_phase(lab, outdir, args.probe_rate, args.write_rate, failure_keys, report)
+        if args.skip_alerts:
+            report["not_measured"].append("time to notify per alert (--skip-alerts)")
+        else:
+            alerts_phase(outdir, report)
     except (BenchError, labtool.LabError, TimeoutError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         report["error"] = str(exc)

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from tools.bench_alerts import alerts_markdown
 from tools.bench_figures import ProbeSample, evaluate_targets, ratio
 
 
@@ -173,6 +174,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"- after the run {db['lab_state']}",
             "",
         ]
+    if report.get("alerts"):
+        lines += alerts_markdown(report["alerts"])
     if report.get("lab_state") and not db:
         lines += ["## State of the lab", "", f"After this run {report['lab_state']}.", ""]
     lines += ["## Not measured in this run", ""]
