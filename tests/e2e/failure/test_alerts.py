@@ -174,6 +174,9 @@ def _vip_incident(
         accept=lambda ns: first_delivery(ns, vip, healed, resolved=True) is not None,
         timeout=RESOLVE_WITHIN,
     )
+    resolved = first_delivery(after, vip, healed, resolved=True)
+    assert resolved is not None
+    report(f"alert_resolved_{alertname}", resolved.delivered - healed, "s")
     for instance in quiet:
         assert _firing(after, instance, broken, time.time()) == [], (instance, after)
     assert_healthy(stack)
