@@ -102,3 +102,16 @@ def login_defs(text: str) -> dict[str, str]:
         if len(parts) == 2 and not parts[0].startswith("#"):
             values[parts[0]] = parts[1].strip()
     return values
+
+
+# The issue's target for every stack unit's sandbox (0 safe, 10 unsafe).
+MAX_EXPOSURE = 5.0
+_EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+\.\d+)")
+
+
+def parse_exposure(text: str) -> float:
+    """The overall exposure in `systemd-analyze security UNIT`'s output."""
+    match = _EXPOSURE.search(text)
+    if match is None:
+        raise ValueError(f"no exposure level in: {text[-500:]!r}")
+    return float(match.group(1))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from webinfra_baseline import (
     denied_methods,
     hardening_index,
     login_defs,
     lynis_report,
+    parse_exposure,
     ssh_command,
     sshd_settings,
 )
@@ -57,3 +59,17 @@ def test_the_hardening_index_is_read_from_the_report() -> None:
 def test_login_defs_comments_are_left_out() -> None:
     text = "# PASS_MAX_DAYS 1\nPASS_MAX_DAYS\t180\nUMASK\t\t027\n\n"
     assert login_defs(text) == {"PASS_MAX_DAYS": "180", "UMASK": "027"}
+
+
+def test_the_exposure_is_read_from_systemd_analyze_security() -> None:
+    output = (
+        "  NAME                      DESCRIPTION                          EXPOSURE\n"
+        "✗ PrivateNetwork=          Service has access to the host's network  0.5\n"
+        "\n→ Overall exposure level for nginx.service: 2.5 OK :-)\n"
+    )
+    assert parse_exposure(output) == 2.5
+
+
+def test_an_output_without_an_exposure_is_refused() -> None:
+    with pytest.raises(ValueError, match="no exposure level"):
+        parse_exposure("Unit nginx.service not found.")
