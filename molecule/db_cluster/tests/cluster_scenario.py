@@ -221,3 +221,66 @@ def kill(container: str) -> object:
 
 def cut_off(container: str) -> object:
     return docker("network", "disconnect", NETWORK, container)
+
+
+def kill_mid_commit(container: str) -> object:
+    """Kill the primary while writes wait for the replica's acknowledgement.
+
+    The replica never gets them: the primary's replication stream to it is
+    dropped (iptables in the container's network namespace, from the host:
+    the images carry no firewall tool), and the semi-sync time-out raised so
+    the writes keep waiting, binary-logged and prepared, instead of
+    committing alone. They are the transactions crash recovery must roll
+    back for the killed primary to follow the new one.
+    """
+    replica = next(c for c in DB if c != container)
+    pid = docker("inspect", "-f", "{{.State.Pid}}", container).stdout.strip()
+    mysql_sql(container, "SET GLOBAL rpl_semi_sync_master_timeout = 120000")
+    subprocess.run(
+        [
+            "nsenter",
+            "-t",
+            pid,
+            "-n",
+            "iptables",
+            "-I",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "--sport",
+            "3306",
+            "-d",
+            DB[replica],
+            "-j",
+            "DROP",
+        ],
+        check=True,
+        timeout=30,
+    )
+
+    def ahead() -> int:
+        # One GTID domain (0): the sequence numbers count transactions.
+        logged = mysql_sql(container, "SELECT @@GLOBAL.gtid_binlog_pos")
+        applied = mysql_sql(replica, "SELECT @@GLOBAL.gtid_current_pos")
+        return int(logged.rsplit("-", 1)[-1]) - int(applied.rsplit("-", 1)[-1])
+
+    waiting = wait_for(ahead, timeout=15, interval=0.2, accept=lambda n: n > 0)
+    figure("unacknowledged_at_kill", waiting, "transactions or more")
+    return docker("kill", container)
+
+
+def same_history(servers: tuple[str, ...], timeout: float = 10) -> None:
+    """Both servers hold the same GTID history once the replica caught up:
+    no errant transaction on either."""
+    try:
+        wait_for(
+            lambda: {c: mysql_sql(c, "SELECT @@GLOBAL.gtid_current_pos") for c in servers},
+            timeout=timeout,
+            accept=lambda p: len(set(p.values())) == 1,
+        )
+    except TimeoutError as error:
+        positions = {
+            c: mysql_sql(c, "SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos")
+            for c in servers
+        }
+        raise AssertionError(f"{error}; binlog/slave: {positions}") from error
