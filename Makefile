@@ -13,7 +13,7 @@ export WEBINFRA_IMAGE ?= $(or $(WEBINFRA_IMAGE_DEBIAN$(DISTRO)),webinfra/systemd
 SCENARIO ?= smoke
 
 .PHONY: help setup venv docker aptproxy images lint unit sanity build galaxy min-ansible molecule converge verify \
-        test e2e demo demo-down bench clean
+        test e2e day2 demo demo-down bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ test: setup ## Run every test: lint, unit, sanity, build, galaxy, min-ansible, a
 
 e2e: venv ## End-to-end tests against the lab (make demo first; WEBINFRA_E2E_FAILURE=1 adds the failure tests)
 	$(VENV)/bin/pytest tests/e2e --target lab -v
+
+day2: venv ## Add web-03 to the live lab under load, then remove it (make demo first; ~10 min)
+	WEBINFRA_E2E_DAY2=1 $(VENV)/bin/pytest tests/e2e/day2 --target lab -v -s -p no:cacheprovider
 
 demo: setup ## Bring up the lab and deploy the whole stack into it
 	@$(VENV)/bin/python -m tools.lab up

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 import urllib3
-from webinfra_e2e import Stack, failure_tests_enabled, lab_dir, parse_stack
+from webinfra_e2e import Stack, failure_tests_enabled, figure, lab_dir, parse_stack
+from webinfra_failures import Report
 from webinfra_monitoring import (
     ALERTMANAGER_PORT,
     ALERTMANAGER_SECRET,
@@ -39,6 +40,8 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 ROOT = Path(__file__).resolve().parents[2]
 LAB_INVENTORY = ROOT / "inventory" / "lab"
 FAILURE_DIR = Path(__file__).resolve().parent / "failure"
+# Tests that grow and shrink the lab: only with WEBINFRA_E2E_DAY2=1 (make day2).
+DAY2_DIR = Path(__file__).resolve().parent / "day2"
 # The lab's containers carry this label; `make demo-down` removes them all.
 LAB_LABEL = "webinfra.lab=1"
 
@@ -64,7 +67,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Failure tests last (in file order); deselected unless enabled."""
+    """Failure tests last (in file order); deselected unless enabled. The
+    day-2 tests run alone, when asked for."""
+    day2 = [i for i in items if DAY2_DIR in Path(str(i.path)).parents]
+    if day2:
+        chosen = os.environ.get("WEBINFRA_E2E_DAY2", "") == "1"
+        config.hook.pytest_deselected(items=[i for i in items if (i in day2) != chosen])
+        items[:] = [i for i in items if (i in day2) == chosen]
+        if chosen:
+            return
     disruptive = [i for i in items if FAILURE_DIR in Path(str(i.path)).parents]
     if not failure_tests_enabled(os.environ, target_kind(config)):
         if disruptive:
@@ -175,3 +186,14 @@ def start_labelled_probe(name: str, network: str, label: str) -> str:
         "run", "-d", "--name", name, "--network", network, "--label", label, image, "sleep", "3600"
     )
     return name
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Report:
+    """Print a figure to the real output (pytest captures it otherwise)."""
+
+    def say(name: str, value: float, unit: str) -> None:
+        with capsys.disabled():
+            print(f"\n{figure(name, value, unit)}", flush=True)
+
+    return say
