@@ -82,6 +82,19 @@ def healthy() -> ClusterState:
     return found
 
 
+def rejoined(old: str) -> ClusterState:
+    """healthy() after `old` came back; a failure says why it did not rejoin."""
+    try:
+        return healthy()
+    except TimeoutError as error:
+        survivor = next(c for c in DB if c != old)
+        failcounts = docker("exec", survivor, "crm_mon", "-1", "--failcounts", check=False)
+        log = docker("exec", old, "tail", "-n", "25", "/var/log/mysql/error.log", check=False)
+        raise AssertionError(
+            f"{old} did not rejoin: {error}\n{failcounts.stdout}\n{old}'s error log:\n{log.stdout}"
+        ) from error
+
+
 def start(container: str) -> None:
     if not running(container):
         docker("start", container)
@@ -220,7 +233,20 @@ def kill(container: str) -> object:
 
 
 def cut_off(container: str) -> object:
-    return docker("network", "disconnect", NETWORK, container)
+    """Cut the primary off between two writes, as the whole-stack partition
+    test does: a write in flight at the cut would wait the semi-sync time-out
+    and then commit on the cut-off primary alone, an errant transaction that
+    keeps it from rejoining until db_reseed.yml (test_rejoin.py covers that
+    path). The writer is stopped for half a second, which lets the server
+    finish the write it has, and resumes after the cut.
+    """
+    writer = ["pkill", "-f", f"python3 - {VIP} "]
+    docker("exec", CLIENT, writer[0], "-STOP", *writer[1:], check=False)
+    try:
+        time.sleep(0.5)
+        return docker("network", "disconnect", NETWORK, container)
+    finally:
+        docker("exec", CLIENT, writer[0], "-CONT", *writer[1:], check=False)
 
 
 def kill_mid_commit(container: str) -> object:

@@ -28,6 +28,7 @@ from cluster_scenario import (
     healthy,
     kill,
     kill_mid_commit,
+    rejoined,
     run_playbook,
     running,
     same_history,
@@ -225,7 +226,7 @@ def test_a_primary_killed_mid_commit_rolls_back_what_no_replica_got_and_rejoins(
     lost = sorted({w.text for w in writes if w.ok} - stored(new, tag))
     assert lost == [], lost
     start(old)
-    s = healthy()
+    s = rejoined(old)
     assert container_of(s.promoted[0]) == new
     assert container_of(s.unpromoted[0]) == old
     same_history((old, new))
@@ -252,4 +253,4 @@ def test_a_primary_cut_off_from_the_others_is_replaced_and_loses_no_write() -> N
             docker("network", "disconnect", NETWORK, old, check=False)
             docker("network", "connect", "--ip", DB[old], NETWORK, old)
         start(old)
-    healthy()
+    rejoined(old)
