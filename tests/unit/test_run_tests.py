@@ -10,11 +10,14 @@ import tools.run_tests as run_tests
 from tools.gate_report import MIN_VENV_BIN, VENV_BIN, Outcome, Report
 from tools.molecule_runs import (
     MIN_ANSIBLE_RUNS,
+    MITOGEN_STRATEGY,
     SCENARIO_DISTROS,
+    STRATEGY_DIR,
     MoleculeRun,
     PhaseClock,
     discover_scenarios,
     may_start,
+    molecule_env,
     plan_molecule,
 )
 from tools.run_tests import (
@@ -184,3 +187,24 @@ def test_the_phase_clock_says_nothing_without_action_lines() -> None:
     clock = PhaseClock(clock=lambda: 0.0)
     clock.line("PLAY RECAP ****\n")
     assert clock.finish() == ""
+
+
+def test_every_run_but_the_oldest_ansible_ones_plays_under_mitogen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("WEBINFRA_MITOGEN", raising=False)
+    assert MoleculeRun("site", "12").mitogen
+    assert not MoleculeRun("site_seed", "13", oldest_ansible=True).mitogen
+    env = molecule_env("12", mitogen=True)
+    assert env["ANSIBLE_STRATEGY"] == MITOGEN_STRATEGY
+    assert (STRATEGY_DIR / f"{MITOGEN_STRATEGY}.py").is_file()
+    assert env["ANSIBLE_STRATEGY_PLUGINS"] == str(STRATEGY_DIR)
+    assert "ANSIBLE_STRATEGY" not in molecule_env("12", MIN_VENV_BIN)
+
+
+def test_webinfra_mitogen_0_plays_with_ansibles_own_executor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WEBINFRA_MITOGEN", "0")
+    monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
+    assert "ANSIBLE_STRATEGY" not in molecule_env("12", mitogen=True)
