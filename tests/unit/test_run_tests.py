@@ -189,10 +189,10 @@ def test_the_phase_clock_says_nothing_without_action_lines() -> None:
     assert clock.finish() == ""
 
 
-def test_every_run_but_the_oldest_ansible_ones_plays_under_mitogen(
+def test_webinfra_mitogen_1_plays_every_run_but_the_oldest_ansible_ones_under_mitogen(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("WEBINFRA_MITOGEN", raising=False)
+    monkeypatch.setenv("WEBINFRA_MITOGEN", "1")
     assert MoleculeRun("site", "12").mitogen
     assert not MoleculeRun("site_seed", "13", oldest_ansible=True).mitogen
     env = molecule_env("12", mitogen=True)
@@ -202,9 +202,11 @@ def test_every_run_but_the_oldest_ansible_ones_plays_under_mitogen(
     assert "ANSIBLE_STRATEGY" not in molecule_env("12", MIN_VENV_BIN)
 
 
-def test_webinfra_mitogen_0_plays_with_ansibles_own_executor(
+def test_without_webinfra_mitogen_every_run_plays_with_ansibles_own_executor(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("WEBINFRA_MITOGEN", "0")
     monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
+    monkeypatch.delenv("WEBINFRA_MITOGEN", raising=False)
+    assert "ANSIBLE_STRATEGY" not in molecule_env("12", mitogen=True)
+    monkeypatch.setenv("WEBINFRA_MITOGEN", "0")
     assert "ANSIBLE_STRATEGY" not in molecule_env("12", mitogen=True)
