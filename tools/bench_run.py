@@ -99,15 +99,24 @@ def ansible_playbook(
     *extra: str,
     overlays: Sequence[Path] = (),
     log_file: Path | None = None,
+    inventory: Path = labtool.INVENTORY,
 ) -> tuple[float, str]:
     """(seconds, stdout) of one ansible-playbook run against the lab (and `overlays`).
+
+    `inventory` replaces inventory/lab, for a lab with servers taken out
+    (see write_retired_inventory).
 
     The output goes to `log_file` too (with ANSIBLE_CALLBACKS_ENABLED=
     ansible.posix.profile_tasks in the environment it holds the task timings).
     """
     start = time.monotonic()
     done = subprocess.run(
-        [labtool.tool("ansible-playbook"), *labtool.inventory_args(overlays), playbook, *extra],
+        [
+            labtool.tool("ansible-playbook"),
+            *labtool.inventory_args(overlays, inventory),
+            playbook,
+            *extra,
+        ],
         cwd=ROOT,
         env=labtool.ansible_env(),
         capture_output=True,

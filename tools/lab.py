@@ -26,6 +26,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from tools.lab_model import (
     DOCKER_SOCKET,
     INVENTORY,
@@ -37,11 +39,12 @@ from tools.lab_model import (
     inventory_args,
     overlay_inventory,
     parse_inventory,
+    retired_inventory,
 )
 
 __all__ = [
     "DOCKER_SOCKET", "INVENTORY", "ROOT", "Lab", "LabError", "LabHost", "expand_env",
-    "inventory_args", "overlay_inventory", "parse_inventory",
+    "inventory_args", "overlay_inventory", "parse_inventory", "retired_inventory",
 ]  # fmt: skip
 VENV_BIN = ROOT / ".venv" / "bin"
 LABEL = "webinfra.lab"
@@ -56,9 +59,9 @@ APT_PROXY_CONF = "/etc/apt/apt.conf.d/01webinfra-lab-proxy"
 LAB_PLAYBOOKS = ("playbooks/lab_acme.yml", "playbooks/lab_fence.yml", "playbooks/lab_mail.yml")
 
 
-def load_lab(overlays: Sequence[Path] = ()) -> Lab:
+def load_lab(overlays: Sequence[Path] = (), inventory: Path = INVENTORY) -> Lab:
     out = subprocess.run(
-        [tool("ansible-inventory"), *inventory_args(overlays), "--list"],
+        [tool("ansible-inventory"), *inventory_args(overlays, inventory), "--list"],
         capture_output=True,
         text=True,
         check=False,
@@ -67,6 +70,21 @@ def load_lab(overlays: Sequence[Path] = ()) -> Lab:
     if out.returncode != 0:
         raise LabError(f"ansible-inventory could not read {INVENTORY}:\n{out.stderr.strip()}")
     return parse_inventory(json.loads(out.stdout))
+
+
+def write_retired_inventory(names: Sequence[str], directory: Path) -> Path:
+    """An inventory folder in `directory`: the lab without the hosts `names`,
+    with the lab's group_vars (linked). Pass it as `inventory` to load_lab
+    and to bench_run.ansible_playbook."""
+    data = yaml.safe_load((INVENTORY / "hosts.yml").read_text(encoding="utf-8"))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "hosts.yml").write_text(
+        json.dumps(retired_inventory(data, names), indent=2), encoding="utf-8"
+    )
+    link = directory / "group_vars"
+    if not link.exists():
+        link.symlink_to(INVENTORY / "group_vars", target_is_directory=True)
+    return directory
 
 
 def tool(name: str) -> str:

@@ -124,9 +124,9 @@ def parse_inventory(data: dict[str, Any], env: dict[str, str] | None = None) -> 
     return Lab(sample["lab_network"], str(subnet), sample["lab_vip"], tuple(hosts), write_vip)
 
 
-def inventory_args(overlays: Sequence[Path] = ()) -> list[str]:
+def inventory_args(overlays: Sequence[Path] = (), inventory: Path = INVENTORY) -> list[str]:
     """`-i` options for the lab inventory and then each overlay (later ones win)."""
-    args = ["-i", str(INVENTORY)]
+    args = ["-i", str(inventory)]
     for overlay in overlays:
         args += ["-i", str(overlay)]
     return args
@@ -157,3 +157,34 @@ def overlay_inventory(
             }
         }
     }
+
+
+def retired_inventory(
+    data: dict[str, Any], names: Sequence[str], lab_dir: Path = ROOT / ".lab"
+) -> dict[str, Any]:
+    """The lab's hosts.yml (`data`) without the hosts `names`, as an operator
+    takes a server out of its groups. An overlay can only add, so this is a
+    copy: it sets `lab_dir` explicitly, its own directory being elsewhere.
+    """
+    unknown = set(names) - set(_hosts_of(data.get("all", {})))
+    if unknown:
+        raise LabError(f"the lab inventory has no host {', '.join(sorted(unknown))}")
+
+    def without(group: dict[str, Any]) -> dict[str, Any]:
+        kept = dict(group)
+        if "hosts" in group:
+            kept["hosts"] = {n: v for n, v in (group["hosts"] or {}).items() if n not in names}
+        if "children" in group:
+            kept["children"] = {n: without(c or {}) for n, c in group["children"].items()}
+        return kept
+
+    copy = without(data["all"])
+    copy["vars"] = {**copy.get("vars", {}), "lab_dir": str(lab_dir)}
+    return {"all": copy}
+
+
+def _hosts_of(group: dict[str, Any]) -> list[str]:
+    found = list((group.get("hosts") or {}).keys())
+    for child in (group.get("children") or {}).values():
+        found += _hosts_of(child or {})
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,9 @@ from tools.lab import (
     overlay_inventory,
     parse_inventory,
     port_in_use,
+    retired_inventory,
     run_args,
+    write_retired_inventory,
 )
 
 
@@ -172,3 +175,35 @@ def test_the_lab_with_an_overlay_has_the_extra_web_servers(tmp_path: Path) -> No
     assert args[args.index("--label") + 1] == f"{LABEL}=1"
     assert overlay_inventory("g", [])["all"]["children"]["g"]["hosts"] == {}
     assert str(ROOT / ".lab") == str(INVENTORY.parent.parent / ".lab")
+
+
+def test_a_retired_host_leaves_every_group_and_the_rest_stays() -> None:
+    data: dict[str, Any] = {
+        "all": {
+            "vars": {"lab_dir": "{{ inventory_dir }}/../../.lab", "lab_vip": "10.9.0.10"},
+            "children": {
+                "loadbalancers": {"hosts": {"lb-01": {"webinfra_address": "10.9.0.11"},
+                                            "lb-02": {"webinfra_address": "10.9.0.12"}}},
+                "databases": {"children": {"db_primary": {"hosts": {"db-01": {}}}}},
+            },
+        }
+    }  # fmt: skip
+    kept = retired_inventory(data, ["lb-01"], Path("/x/.lab"))
+    assert kept["all"]["children"]["loadbalancers"]["hosts"] == {
+        "lb-02": {"webinfra_address": "10.9.0.12"}
+    }
+    assert kept["all"]["children"]["databases"] == data["all"]["children"]["databases"]
+    assert kept["all"]["vars"] == {"lab_dir": "/x/.lab", "lab_vip": "10.9.0.10"}
+    # The lab's own description is untouched.
+    assert "lb-01" in data["all"]["children"]["loadbalancers"]["hosts"]
+    with pytest.raises(LabError, match="no host lb-09"):
+        retired_inventory(data, ["lb-09"])
+
+
+def test_the_retired_lab_is_read_with_the_labs_group_vars(tmp_path: Path) -> None:
+    folder = write_retired_inventory(["lb-01"], tmp_path / "retired")
+    assert (folder / "group_vars").resolve() == (INVENTORY / "group_vars").resolve()
+    assert inventory_args([], folder) == ["-i", str(folder)]
+    retired = load_lab(inventory=folder)
+    assert "lb-01" not in [h.name for h in retired.hosts]
+    assert [h.name for h in retired.hosts if "loadbalancers" in h.groups] == ["lb-02"]
