@@ -21,8 +21,16 @@ class BurstResult:
     statuses: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     served_by: dict[str, int] = field(default_factory=dict)
+    # Wall-clock time (time.time()) at which each failed request was sent.
+    failed_at: list[float] = field(default_factory=list)
 
-    def record(self, status: int | None, served_by: str | None, error: str | None) -> None:
+    def record(
+        self,
+        status: int | None,
+        served_by: str | None,
+        error: str | None,
+        sent_at: float | None = None,
+    ) -> None:
         self.sent += 1
         if status is not None:
             self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -30,6 +38,7 @@ class BurstResult:
             self.served_by[served_by] = self.served_by.get(served_by, 0) + 1
         if error is not None or status is None or status >= 500:
             self.failed += 1
+            self.failed_at.append(time.time() if sent_at is None else sent_at)
             if len(self.errors) < 20:
                 self.errors.append(error or f"HTTP {status}")
 
@@ -67,6 +76,7 @@ def burst(
         while result.sent < count and time.monotonic() < deadline:
             if stop is not None and stop.is_set():
                 break
+            sent_at = time.time()
             try:
                 response = session.get(
                     url,
@@ -75,9 +85,11 @@ def burst(
                     allow_redirects=False,
                     headers=headers,
                 )
-                result.record(response.status_code, response.headers.get("X-Served-By"), None)
+                result.record(
+                    response.status_code, response.headers.get("X-Served-By"), None, sent_at
+                )
             except requests.RequestException as exc:
-                result.record(None, None, f"{type(exc).__name__}: {exc}")
+                result.record(None, None, f"{type(exc).__name__}: {exc}", sent_at)
             if not keep_alive:
                 # The client closes its side itself: a server that does not
                 # answer "Connection: close" leaves the socket in the pool, and

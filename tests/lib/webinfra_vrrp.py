@@ -78,6 +78,30 @@ def _intersect(left: list[Interval], right: list[Interval]) -> list[Interval]:
     return sorted(out)
 
 
+def change_spans(timelines: dict[str, list[AddressSample]]) -> list[Interval]:
+    """Spans in which some host took or gave up the address: from the sample
+    before the change to the one after it (the change lies in between)."""
+    spans = [
+        (first.before, second.after)
+        for samples in timelines.values()
+        for first, second in itertools.pairwise(samples)
+        if first.held != second.held
+    ]
+    return sorted(spans)
+
+
+def outside_spans(times: list[float], spans: list[Interval], margin: float) -> list[float]:
+    """The `times` farther than `margin` seconds from every span.
+
+    For example the failed requests of a client that a move of the virtual
+    IP does not explain: a keep-alive connection left on the old holder is
+    reset when its next request reaches the new one.
+    """
+    return [
+        t for t in times if not any(start - margin <= t <= end + margin for start, end in spans)
+    ]
+
+
 def holder_violations(
     timelines: dict[str, list[AddressSample]],
 ) -> tuple[list[tuple[str, str, Interval]], list[Interval]]:

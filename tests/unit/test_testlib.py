@@ -35,9 +35,10 @@ def test_burst_result_counts_5xx_and_errors_as_failures() -> None:
     result = BurstResult()
     result.record(200, "web-01", None)
     result.record(301, None, None)
-    result.record(503, "web-02", None)
-    result.record(None, None, "ConnectionError: refused")
+    result.record(503, "web-02", None, sent_at=7.0)
+    result.record(None, None, "ConnectionError: refused", sent_at=8.5)
     assert (result.sent, result.failed) == (4, 2)
+    assert result.failed_at == [7.0, 8.5]
     assert result.served_by == {"web-01": 1, "web-02": 1}
     assert result.statuses == {200: 1, 301: 1, 503: 1}
     assert result.errors == ["HTTP 503", "ConnectionError: refused"]

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from webinfra_vrrp import AddressSample, holder_violations, known_intervals, parse_address_samples
+from webinfra_vrrp import (
+    AddressSample,
+    change_spans,
+    holder_violations,
+    known_intervals,
+    outside_spans,
+    parse_address_samples,
+)
 
 
 def _addr(*points: tuple[float, bool]) -> list[AddressSample]:
@@ -44,3 +51,16 @@ def test_nobody_holding_is_found() -> None:
     both, neither = holder_violations({"lb1": lb1, "lb2": lb2})
     assert both == []
     assert neither == [(1.01, 2.0)]
+
+
+def test_change_spans_cover_each_take_and_give_up() -> None:
+    lb1 = _addr((0.0, True), (1.0, True), (1.1, False), (2.0, False))
+    lb2 = _addr((0.05, False), (1.05, False), (1.15, True), (2.05, True))
+    assert change_spans({"lb1": lb1, "lb2": lb2}) == [(1.0, 1.11), (1.05, 1.16)]
+    assert change_spans({"lb1": _addr((0.0, True), (1.0, True))}) == []
+
+
+def test_outside_spans_keeps_only_what_no_move_explains() -> None:
+    spans = [(10.0, 10.2)]
+    assert outside_spans([9.5, 10.1, 11.0, 11.3, 30.0], spans, margin=1.0) == [11.3, 30.0]
+    assert outside_spans([5.0], [], margin=1.0) == [5.0]
