@@ -334,6 +334,43 @@ def test_with_nopreempt_a_returning_master_leaves_the_vip_where_it_is(
     wait_for(holders, timeout=15, accept=lambda hs: hs == [first])
 
 
+def test_with_join_later_a_stopped_member_starts_only_through_join(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "ANSIBLE_RUN_TAGS", "keepalived_preflight,keepalived_configure,keepalived_service"
+    )
+    ensure_both_running()
+    first = max(LBS, key=priority)
+    joiner = other(first)
+    wait_for(holders, timeout=15, accept=lambda hs: hs == [first])
+    docker("exec", joiner, "systemctl", "stop", "keepalived")
+    try:
+        waited = ansible_playbook(KEEPALIVED_ONLY, extra_vars={"keepalived_join_later": True})
+        assert waited.rc == 0, (waited.stdout + waited.stderr)[-3000:]
+        assert not active(joiner, "keepalived"), "keepalived_join_later must leave it stopped"
+        with AddressWatch(LBS, VIP) as watch:
+            joined = ansible_playbook(
+                KEEPALIVED_ONLY, extra_vars={"keepalived_join_later": True, "join": True}
+            )
+            time.sleep(1)
+        assert joined.rc == 0, (joined.stdout + joined.stderr)[-3000:]
+        assert active(joiner, "keepalived")
+        assert_state(joiner, "BACKUP")
+        both, neither = holder_violations(watch.timelines)
+        assert both == [], f"both load balancers held {VIP}: {both}"
+        assert neither == [], f"no load balancer held {VIP}: {neither}"
+        assert holders() == [first]
+    finally:
+        docker("exec", joiner, "systemctl", "start", "keepalived", check=False)
+
+
+def active(container: str, unit: str) -> bool:
+    return docker(
+        "exec", container, "systemctl", "is-active", unit, check=False
+    ).stdout.strip() == ("active")
+
+
 @pytest.mark.parametrize(
     ("instances", "expected"),
     [
