@@ -152,8 +152,9 @@ def scraped(monitoring: MonitoringLogins, name: str) -> bool:
 
 
 def hand_over(stack: Stack, holder: StackHost, others: list[StackHost]) -> None:
-    """Move the virtual IP off `holder` the documented way (keepalived
-    stopped there sends priority 0); waits until one of `others` holds it."""
+    """Take `holder` out of VRRP the documented way (keepalived stopped there
+    sends priority 0 when it holds the virtual IP); waits until one of
+    `others` holds the address."""
     docker("exec", holder.container, "systemctl", "stop", "keepalived")
     wait_for(lambda: vip_holders_among(stack, others), timeout=10, interval=0.1, accept=bool)
     time.sleep(1)
@@ -264,9 +265,11 @@ def test_the_lab_is_put_back_the_retired_one_rebuilt_and_the_added_one_retired(
     taken = next(s.before for s in served.watch.timelines[first.container] if s.held)
     assert certificate_written(first.container) < taken
 
-    # Retired the same way: it does not hold the address, nothing moves.
+    # Retired the same way: keepalived stopped there first (it does not hold
+    # the address, nothing moves; left running outside the group it would
+    # hear nobody and take the address too), then the lab's own inventory.
     with watched_load(stack, everyone) as served:
-        hand_over_if_held(stack, grown_host(grown, name), stack.group("loadbalancers"))
+        hand_over(stack, grown_host(grown, name), stack.group("loadbalancers"))
         report("day2_retire_added_lb_site_yml", round(site_yml([])), "s")
     served.check(report, "day2_retire_added_lb")
     assert served.kept(first.container)
@@ -281,11 +284,6 @@ def certificate_written(container: str) -> float:
     """When the certbot role's deploy hook last wrote HAProxy's certificates."""
     out = docker("exec", container, "sh", "-c", f"stat -c %.9Y {CERT_DIR}/*.pem").stdout
     return max(float(line) for line in out.split())
-
-
-def hand_over_if_held(stack: Stack, host: StackHost, others: list[StackHost]) -> None:
-    if vip_holders_among(stack, [host]):
-        hand_over(stack, host, others)
 
 
 def grown_host(lab: labtool.Lab, name: str) -> StackHost:
