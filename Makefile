@@ -65,7 +65,7 @@ test: setup ## Run every test: lint, unit, sanity, build, galaxy, min-ansible, a
 e2e: venv ## End-to-end tests against the lab (make demo first; WEBINFRA_E2E_FAILURE=1 adds the failure tests)
 	$(VENV)/bin/pytest tests/e2e --target lab -v
 
-day2: venv ## Add web-03 to the live lab under load, then remove it (make demo first; ~10 min)
+day2: venv ## Grow and shrink the live lab under load: web-03, then lb-03 and the VIP holder (make demo first; ~40 min)
 	WEBINFRA_E2E_DAY2=1 $(VENV)/bin/pytest tests/e2e/day2 --target lab -v -s -p no:cacheprovider
 
 demo: setup ## Bring up the lab and deploy the whole stack into it

@@ -12,7 +12,7 @@ before its machine goes. The last test puts the lab back as inventory/lab
 draws it: the retired load balancer is rebuilt, joins again, and lb-03 is
 retired the same way. While each play runs a patient client reads pages
 through the HTTPS virtual IP and a sampler in every load balancer records
-who holds the address. Four runs of site.yml: about 25 minutes. The tests
+who holds the address. Four runs of site.yml: about 30 minutes. The tests
 run in file order; after a failure, `make demo` rebuilds what is missing.
 """
 
