@@ -72,6 +72,13 @@ def load_lab(overlays: Sequence[Path] = (), inventory: Path = INVENTORY) -> Lab:
     return parse_inventory(json.loads(out.stdout))
 
 
+def write_overlay(group: str, hosts: Sequence[tuple[str, str]], path: Path) -> Path:
+    """Write to `path` an overlay inventory adding `hosts` ((name, address)
+    pairs) to `group` of the lab; pass it in `overlays` to load_lab."""
+    path.write_text(json.dumps(overlay_inventory(group, hosts), indent=2), encoding="utf-8")
+    return path
+
+
 def write_retired_inventory(names: Sequence[str], directory: Path) -> Path:
     """An inventory folder in `directory`: the lab without the hosts `names`,
     with the lab's group_vars (linked). Pass it as `inventory` to load_lab

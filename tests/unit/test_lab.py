@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tools.lab import (
     port_in_use,
     retired_inventory,
     run_args,
+    write_overlay,
     write_retired_inventory,
 )
 
@@ -161,9 +161,8 @@ def test_an_overlay_adds_hosts_to_a_group_with_the_lab_naming() -> None:
 
 
 def test_the_lab_with_an_overlay_has_the_extra_web_servers(tmp_path: Path) -> None:
-    overlay = tmp_path / "overlay.yml"
     hosts = [("web-03", "172.31.250.23"), ("web-04", "172.31.250.24")]
-    overlay.write_text(json.dumps(overlay_inventory("webservers", hosts)))
+    overlay = write_overlay("webservers", hosts, tmp_path / "overlay.yml")
     lab = load_lab([overlay])
     webs = [h for h in lab.hosts if "webservers" in h.groups]
     assert [h.name for h in webs] == ["web-01", "web-02", "web-03", "web-04"]

@@ -300,16 +300,25 @@ def test_the_old_master_comes_back_as_configured() -> None:
     assert_state(other(expected), "BACKUP")
 
 
-def test_with_nopreempt_a_returning_master_leaves_the_vip_where_it_is(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Only what a configuration change needs, to keep the two runs short.
+@pytest.fixture
+def configuration_phases_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what a configuration change needs, to keep the role's runs short."""
     monkeypatch.setenv(
         "ANSIBLE_RUN_TAGS", "keepalived_preflight,keepalived_configure,keepalived_service"
     )
+
+
+def first_holds() -> str:
+    """Both load balancers running and the first (highest priority) holding the VIP."""
     ensure_both_running()
     first = max(LBS, key=priority)
     wait_for(holders, timeout=15, accept=lambda hs: hs == [first])
+    return first
+
+
+@pytest.mark.usefixtures("configuration_phases_only")
+def test_with_nopreempt_a_returning_master_leaves_the_vip_where_it_is() -> None:
+    first = first_holds()
     switched = ansible_playbook(KEEPALIVED_ONLY, extra_vars={"keepalived_nopreempt": True})
     assert switched.rc == 0, (switched.stdout + switched.stderr)[-3000:]
     try:
@@ -334,16 +343,10 @@ def test_with_nopreempt_a_returning_master_leaves_the_vip_where_it_is(
     wait_for(holders, timeout=15, accept=lambda hs: hs == [first])
 
 
-def test_with_join_later_a_stopped_member_starts_only_through_join(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv(
-        "ANSIBLE_RUN_TAGS", "keepalived_preflight,keepalived_configure,keepalived_service"
-    )
-    ensure_both_running()
-    first = max(LBS, key=priority)
+@pytest.mark.usefixtures("configuration_phases_only")
+def test_with_join_later_a_stopped_member_starts_only_through_join() -> None:
+    first = first_holds()
     joiner = other(first)
-    wait_for(holders, timeout=15, accept=lambda hs: hs == [first])
     docker("exec", joiner, "systemctl", "stop", "keepalived")
     try:
         waited = ansible_playbook(KEEPALIVED_ONLY, extra_vars={"keepalived_join_later": True})

@@ -18,7 +18,6 @@ run in file order; after a failure, `make demo` rebuilds what is missing.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,9 +51,9 @@ WATCH_LIMIT = 1800.0
 @pytest.fixture(scope="module")
 def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An inventory that adds lb-03 to the lab's load balancers."""
-    path = tmp_path_factory.mktemp("day2-lb") / "lb-03.yml"
-    path.write_text(json.dumps(labtool.overlay_inventory("loadbalancers", [NEW]), indent=2))
-    return path
+    return labtool.write_overlay(
+        "loadbalancers", [NEW], tmp_path_factory.mktemp("day2-lb") / "lb-03.yml"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ twice (about ten minutes), so `make test` leaves them to `make day2`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,9 +38,9 @@ MYSQL_PORT = 3306
 @pytest.fixture(scope="module")
 def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An inventory that adds web-03 to the lab's webservers."""
-    path = tmp_path_factory.mktemp("day2") / "web-03.yml"
-    path.write_text(json.dumps(labtool.overlay_inventory("webservers", [NEW]), indent=2))
-    return path
+    return labtool.write_overlay(
+        "webservers", [NEW], tmp_path_factory.mktemp("day2") / "web-03.yml"
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
