@@ -131,15 +131,16 @@ def ansible_playbook(
     limit: str | None = None,
     timeout: float = 900.0,
     check: bool = False,
+    inventory: str | None = None,
 ) -> RunOutcome:
-    """Run a playbook against the scenario's inventory, as molecule would.
+    """Run a playbook against the scenario's inventory (or the given one), as
+    molecule would.
 
     Used by tests that prove a wrong variable stops the play, that run a
     day-2 playbook (deploy_app.yml, db_failover.yml) during a test, or (with
     `check`) that dry-run one with --check --diff.
     """
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    args = ["ansible-playbook", "-i", inventory, playbook]
+    args = ["ansible-playbook", "-i", inventory or os.environ["MOLECULE_INVENTORY_FILE"], playbook]
     if check:
         args += ["--check", "--diff"]
     if extra_vars is not None:

@@ -12,7 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from webinfra_testlib import ansible_playbook, docker, probe_exec, start_probe, wait_for
+from webinfra_testlib import (
+    ansible_playbook,
+    docker,
+    probe_exec,
+    start_probe,
+    start_systemd_host,
+    wait_for,
+)
 from webinfra_vip_probe import (
     clients_seen,
     describe,
@@ -30,6 +37,9 @@ LBS = [LB1, LB2]
 VIP = "172.30.8.100"
 PROBE = "webinfra-keepalived-probe"
 PROBE_IP = "172.30.8.50"
+# A host with nothing on it yet, for the dry run of a first deployment.
+FRESH = "webinfra-keepalived-fresh"
+FRESH_IP = "172.30.8.13"
 CONFIG = "/etc/keepalived/keepalived.conf"
 # The keepalived role alone, with the scenario's variables (bad-input tests).
 KEEPALIVED_ONLY = str(Path(__file__).resolve().parents[1] / "keepalived_only.yml")
@@ -366,6 +376,34 @@ def test_with_join_later_a_stopped_member_starts_only_through_join() -> None:
         assert holders() == [first]
     finally:
         docker("exec", joiner, "systemctl", "start", "keepalived", check=False)
+
+
+def test_a_dry_run_of_a_first_deployment_with_join_passes_and_installs_nothing(
+    tmp_path: Path,
+) -> None:
+    """`--check` on a host that has nothing yet, join included (as site.yml
+    runs it): there is no keepalived unit to start, and the dry run must say
+    so and pass, not fail on the missing unit."""
+    fresh = start_systemd_host(FRESH, NETWORK, FRESH_IP)
+    inventory = tmp_path / "fresh.yml"
+    inventory.write_text(
+        f"loadbalancers:\n  hosts:\n    {fresh}:\n"
+        "      ansible_connection: community.docker.docker\n",
+        encoding="utf-8",
+    )
+    try:
+        dry = ansible_playbook(
+            KEEPALIVED_ONLY,
+            extra_vars={"keepalived_join_later": True, "join": True},
+            check=True,
+            inventory=str(inventory),
+        )
+        assert dry.rc == 0, (dry.stdout + dry.stderr)[-3000:]
+        assert "keepalived is not installed yet" in dry.stdout
+        installed = docker("exec", fresh, "dpkg-query", "-W", "keepalived", check=False)
+        assert installed.returncode != 0, "a dry run installed keepalived"
+    finally:
+        docker("rm", "-f", "-v", fresh, check=False)
 
 
 def active(container: str, unit: str) -> bool:
