@@ -70,6 +70,11 @@ build_one() {
   # Every container gets its own machine id at first boot.
   : >"$rootfs/etc/machine-id"
   rm -f "$rootfs/var/lib/dbus/machine-id"
+  # The containers are thrown away after each run: dpkg need not fsync every
+  # file it unpacks. On overlayfs that cut a typical install (MariaDB, nginx,
+  # HAProxy, Prometheus) by 20-40 % (42-61 s -> 34-37 s, 2026-12-07). A real
+  # server keeps dpkg's safe default; the roles do not set this.
+  printf 'force-unsafe-io\n' >"$rootfs/etc/dpkg/dpkg.cfg.d/webinfra-test-unsafe-io"
   # Units that only make sense on real hardware or consoles fail in a container.
   for unit in getty.target console-getty.service systemd-remount-fs.service \
     systemd-firstboot.service sys-kernel-debug.mount sys-kernel-tracing.mount \
