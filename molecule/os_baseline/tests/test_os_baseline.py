@@ -40,15 +40,16 @@ def plain(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def user_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A key pair on the controller, authorized for deploy (in sshusers) and
-    for outsider (not in it)."""
+    """A key pair on the controller, authorized for deploy (in sshusers; beside
+    the key Ansible connects with) and for outsider (not in it)."""
     key = tmp_path_factory.mktemp("ssh") / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     public = key.with_suffix(".pub").read_text(encoding="utf-8").strip()
     script = (
         "id outsider >/dev/null 2>&1 || useradd -m -s /bin/bash outsider; "
         "for u in deploy outsider; do install -d -m 700 -o $u -g $u /home/$u/.ssh; "
-        f"echo '{public}' > /home/$u/.ssh/authorized_keys; "
+        f"grep -qxF '{public}' /home/$u/.ssh/authorized_keys 2>/dev/null "
+        f"|| echo '{public}' >> /home/$u/.ssh/authorized_keys; "
         "chown $u:$u /home/$u/.ssh/authorized_keys; chmod 600 /home/$u/.ssh/authorized_keys; done"
     )
     docker("exec", HOST, "sh", "-c", script)
@@ -64,7 +65,7 @@ def test_sshd_runs_with_the_hardened_settings(host: Host) -> None:
     assert settings["allowtcpforwarding"] == "no"
     assert settings["allowagentforwarding"] == "no"
     assert settings["x11forwarding"] == "no"
-    assert settings["allowgroups"] == "sshusers root"
+    assert settings["allowgroups"] == "sshusers"
     assert settings["kexalgorithms"].split(",")[0].startswith(("sntrup761", "mlkem768"))
     for weak in ("diffie-hellman-group1-sha1", "diffie-hellman-group14-sha1"):
         assert weak not in settings["kexalgorithms"]
@@ -167,11 +168,29 @@ def test_a_kernel_parameter_that_cannot_be_set_stops_the_play_when_asked() -> No
     assert "kernel.kptr_restrict" in out
 
 
-def test_the_play_refuses_to_lock_out_the_account_it_logs_in_as(host: Host) -> None:
+def test_the_play_refuses_to_lock_out_the_account_it_logs_in_as() -> None:
+    """Over SSH as deploy (the converge's connection), an AllowGroups list
+    without deploy's groups is refused before anything changes."""
+    run = ansible_playbook(CONVERGE, {"os_baseline_ssh_allow_groups": ["admins"]})
+    out = plain(run.stdout + run.stderr)
+    assert run.rc != 0
+    assert "would lock deploy" in out
+    assert "os_baseline_ssh_allow_groups" in out
+    assert "changed=0" in out
+
+
+def test_the_play_refuses_to_turn_passwords_off_for_an_account_with_no_key(host: Host) -> None:
+    """Root, reached without SSH (the container's own connection), has its
+    keys moved aside: turning passwords off would leave it no way in."""
     keys = "/root/.ssh/authorized_keys"
     docker("exec", HOST, "mv", keys, f"{keys}.aside")
+    inside = {
+        "ansible_connection": "community.docker.docker",
+        "ansible_host": HOST,
+        "ansible_user": "root",
+    }
     try:
-        run = ansible_playbook(CONVERGE)
+        run = ansible_playbook(CONVERGE, inside)
     finally:
         docker("exec", HOST, "mv", f"{keys}.aside", keys)
     out = plain(run.stdout + run.stderr)
