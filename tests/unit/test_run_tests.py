@@ -12,6 +12,7 @@ from tools.molecule_runs import (
     MIN_ANSIBLE_RUNS,
     MITOGEN_STRATEGY,
     SCENARIO_DISTROS,
+    SCENARIO_WEIGHT,
     STRATEGY_DIR,
     MoleculeRun,
     PhaseClock,
@@ -48,6 +49,11 @@ def test_plan_runs_each_scenario_on_its_releases_heaviest_first() -> None:
         MoleculeRun("smoke", "12"),
         MoleculeRun("smoke", "13"),
     ]
+
+
+def test_every_scenario_but_smoke_has_a_weight_so_none_long_starts_last() -> None:
+    # An unweighted scenario sorts last; monitoring (501 s) once ran alone at the end.
+    assert set(discover_scenarios()) - set(SCENARIO_WEIGHT) == {"smoke"}
 
 
 def test_debian_13_runs_every_role_once() -> None:
