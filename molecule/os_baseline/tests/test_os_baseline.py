@@ -23,7 +23,7 @@ from webinfra_baseline import (
     ssh_run,
     sshd_settings,
 )
-from webinfra_testlib import ansible_playbook, docker
+from webinfra_testlib import RunOutcome, ansible_playbook, docker
 
 HOST = "webinfra-os-baseline"
 ADDRESS = "172.30.13.10"
@@ -168,15 +168,20 @@ def test_a_kernel_parameter_that_cannot_be_set_stops_the_play_when_asked() -> No
     assert "kernel.kptr_restrict" in out
 
 
+def assert_refused(run: RunOutcome, account: str, variable: str) -> None:
+    """The play stopped before any change, naming the account and the variable."""
+    out = plain(run.stdout + run.stderr)
+    assert run.rc != 0
+    assert f"would lock {account}" in out
+    assert variable in out
+    assert "changed=0" in out
+
+
 def test_the_play_refuses_to_lock_out_the_account_it_logs_in_as() -> None:
     """Over SSH as deploy (the converge's connection), an AllowGroups list
     without deploy's groups is refused before anything changes."""
     run = ansible_playbook(CONVERGE, {"os_baseline_ssh_allow_groups": ["admins"]})
-    out = plain(run.stdout + run.stderr)
-    assert run.rc != 0
-    assert "would lock deploy" in out
-    assert "os_baseline_ssh_allow_groups" in out
-    assert "changed=0" in out
+    assert_refused(run, "deploy", "os_baseline_ssh_allow_groups")
 
 
 def test_the_play_refuses_to_turn_passwords_off_for_an_account_with_no_key(host: Host) -> None:
@@ -193,11 +198,7 @@ def test_the_play_refuses_to_turn_passwords_off_for_an_account_with_no_key(host:
         run = ansible_playbook(CONVERGE, inside)
     finally:
         docker("exec", HOST, "mv", f"{keys}.aside", keys)
-    out = plain(run.stdout + run.stderr)
-    assert run.rc != 0
-    assert "would lock root" in out
-    assert "os_baseline_ssh_password_authentication" in out
-    assert "changed=0" in out
+    assert_refused(run, "root", "os_baseline_ssh_password_authentication")
 
 
 def test_lynis_hardening_index(host: Host) -> None:
