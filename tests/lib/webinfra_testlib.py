@@ -132,13 +132,15 @@ def ansible_playbook(
     timeout: float = 900.0,
     check: bool = False,
     inventory: str | None = None,
+    tags: str | None = None,
 ) -> RunOutcome:
     """Run a playbook against the scenario's inventory (or the given one), as
     molecule would.
 
     Used by tests that prove a wrong variable stops the play, that run a
     day-2 playbook (deploy_app.yml, db_failover.yml) during a test, or (with
-    `check`) that dry-run one with --check --diff.
+    `check`) that dry-run one with --check --diff. `tags` runs only those
+    tags, as an operator would for one change.
     """
     args = ["ansible-playbook", "-i", inventory or os.environ["MOLECULE_INVENTORY_FILE"], playbook]
     if check:
@@ -147,6 +149,8 @@ def ansible_playbook(
         args += ["-e", json.dumps(extra_vars)]
     if limit:
         args += ["--limit", limit]
+    if tags:
+        args += ["--tags", tags]
     done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     return RunOutcome(done.returncode, done.stdout, done.stderr)
 

@@ -10,8 +10,11 @@ in, one JSON document out:
      "table": "app.probe", "timeout": 1.0}
         -> {"ok": true, "seen_after": {"replica": seconds or null}}
     {"action": "stream", "primary": ..., "user": ..., "table": ..., "duration": 5,
-     "tag": "run1"}
-        -> {"ok": true, "acked": ["run1-0", ...], "error": "..." or null}
+     "tag": "run1", "interval": 0.1, "stop_file": "/tmp/stop-run1"}
+        -> {"ok": true, "acked": ["run1-0", ...], "error": "..." or null,
+            "latency_ms": {"p50": ..., "p99": ..., "max": ...}}
+    (interval and stop_file are optional: the pause between two writes, and
+    a file whose appearance ends the stream before its duration)
 
 Every connection uses TLS and verifies the server's certificate and name
 against the CA the tests copy to CA_FILE, as the demo application does; a
@@ -87,25 +90,47 @@ def replicate(
     return {"ok": True, "token": token, "seen_after": seen}
 
 
-def stream(primary: str, user: str, table: str, duration: float, tag: str) -> dict[str, Any]:
-    """Insert rows one by one until `duration` passes or the primary fails.
+def stream(
+    primary: str,
+    user: str,
+    table: str,
+    duration: float,
+    tag: str,
+    interval: float = 0.0,
+    stop_file: str = "",
+) -> dict[str, Any]:
+    """Insert rows one by one, `interval` seconds apart, until `duration`
+    passes, `stop_file` exists or the primary fails.
 
     Returns the tokens whose commit the primary acknowledged.
     """
     acked: list[str] = []
+    took: list[float] = []
     error = None
     conn = _connect(primary, user)
     deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop_file and os.path.exists(stop_file)):
         token = f"{tag}-{len(acked)}"
+        start = time.monotonic()
         try:
             with conn.cursor() as cur:
                 cur.execute(f"INSERT INTO {table} (token) VALUES (%s)", (token,))
         except pymysql.MySQLError as exc:
             error = str(exc)
             break
+        took.append(time.monotonic() - start)
         acked.append(token)
-    return {"ok": True, "acked": acked, "error": error}
+        time.sleep(interval)
+    took.sort()
+    latency_ms = (
+        {
+            name: round(took[min(len(took) - 1, int(q * len(took)))] * 1000, 1)
+            for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+        }
+        if took
+        else {}
+    )
+    return {"ok": True, "acked": acked, "error": error, "latency_ms": latency_ms}
 
 
 def main(argv: list[str]) -> int:
@@ -129,6 +154,8 @@ def main(argv: list[str]) -> int:
             request["table"],
             float(request["duration"]),
             request["tag"],
+            float(request.get("interval", 0.0)),
+            str(request.get("stop_file", "")),
         )
     else:
         result = {"ok": False, "code": -1, "error": f"unknown action {request['action']}"}

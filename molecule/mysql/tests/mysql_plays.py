@@ -42,6 +42,8 @@ def scenario_plays(
             "name": "Load the scenario's settings",
             "hosts": "all",
             "gather_facts": False,
+            # As an inventory's group_vars would be: there whatever --tags select.
+            "tags": ["always"],
             "tasks": [
                 {
                     "name": "Settings",

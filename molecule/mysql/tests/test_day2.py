@@ -120,11 +120,45 @@ def ledger() -> None:
     wait_same_state(primary, replicas)
 
 
-def test_a_replica_added_to_a_populated_primary_ends_with_identical_data() -> None:
+def start_writer(primary: str, tag: str, **options: Any) -> subprocess.Popen[str]:
+    """The application's client on the web server, inserting `tag`-N rows
+    into app.ledger on `primary` (see dbclient.py's stream for `options`)."""
+    request = {"action": "stream", "user": "app", "primary": ADDRESS[primary],
+               "table": "app.ledger", "tag": tag, **options}  # fmt: skip
+    return subprocess.Popen(
+        ["docker", "exec", "-e", f"DB_PASSWORD={scenario_secret('app')}", WEB,
+         "python3", CLIENT, json.dumps(request)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_a_replica_added_under_writes_is_seeded_by_a_streamed_backup_with_identical_data() -> None:
+    """mariadb-backup streams the primary's files to the new replica while
+    the application writes ten rows a second; every acknowledged write is on
+    the primary and, once it replicates, on the new replica."""
     start_systemd_host(DB[4], NETWORK, ADDRESS[DB[4]])
-    run("databases.yml", add={DB[4]: ["databases", "db_replicas"]})
+    stop = "/tmp/stop-seed-writes"
+    writer = start_writer(DB[1], "seed", duration=900, interval=0.1, stop_file=stop)
+    try:
+        output = run(
+            "databases.yml",
+            extra_vars={"mysql_replica_seed_method": "backup"},
+            add={DB[4]: ["databases", "db_replicas"]},
+        )
+    finally:
+        docker("exec", WEB, "touch", stop)
+        out, err = writer.communicate(timeout=60)
+        docker("exec", WEB, "rm", "-f", stop)
+    result = json.loads(out)
+    assert result["error"] is None, (result["error"], err)
+    assert len(result["acked"]) >= 20, result
+    assert "by backup" in output, output[-3000:]
     assert follows(DB[4], DB[1]), mysql_replica_status(DB[4])
     wait_same_state(DB[1], [DB[4]])
+    rows = mysql_sql(DB[4], "SELECT token FROM app.ledger WHERE token LIKE 'seed-%'")
+    present = set(rows.split())
+    missing = [token for token in result["acked"] if token not in present]
+    assert missing == [], f"{len(missing)} acknowledged writes missing on the new replica"
     mysql_sql(DB[1], "INSERT INTO app.ledger (token, amount) VALUES ('after-seed', 1)")
     wait_same_state(DB[1], [DB[2], DB[3], DB[4]])
 
@@ -182,29 +216,7 @@ def test_a_planned_switchover_keeps_every_row_and_demotes_the_old_primary() -> N
 
 def test_after_the_primary_is_killed_every_acknowledged_write_is_on_the_new_primary() -> None:
     old = DB[2]
-    request = {
-        "action": "stream",
-        "user": "app",
-        "primary": ADDRESS[old],
-        "table": "app.ledger",
-        "duration": 20,
-        "tag": "stream",
-    }
-    writer = subprocess.Popen(
-        [
-            "docker",
-            "exec",
-            "-e",
-            f"DB_PASSWORD={scenario_secret('app')}",
-            WEB,
-            "python3",
-            CLIENT,
-            json.dumps(request),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    writer = start_writer(old, "stream", duration=20)
     try:
         wait_for(
             lambda: mysql_sql(old, "SELECT COUNT(*) FROM app.ledger WHERE token LIKE 'stream-%'"),
