@@ -13,7 +13,7 @@ export WEBINFRA_IMAGE ?= $(or $(WEBINFRA_IMAGE_DEBIAN$(DISTRO)),webinfra/systemd
 SCENARIO ?= smoke
 
 .PHONY: help setup venv docker aptproxy images lint unit sanity build galaxy min-ansible molecule converge verify \
-        test e2e day2 demo demo-down bench clean
+        test e2e day2 demo demo-down bench bench-seed clean
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ demo-down: venv ## Remove the lab's containers and network
 
 bench: setup ## Benchmark the lab (paths, converge, memory, failures); report in .cache/bench/
 	@$(VENV)/bin/python tools/bench.py $(BENCH_ARGS)
+
+bench-seed: setup ## Seed a replica of a 1 GB primary by backup and by dump under writes (mysql scenario, ~20 min); figures in .cache/bench/
+	WEBINFRA_MYSQL_VERIFY=bench $(VENV)/bin/python -m tools.run_tests molecule --scenario mysql
 
 clean: demo-down ## Remove the lab, build artefacts and the virtualenv
 	rm -rf $(VENV) .venv-min .cache *.tar.gz

@@ -191,6 +191,22 @@ def play_recap(stdout: str) -> dict[str, dict[str, int]]:
     return recap
 
 
+# A task's line in the summary of the profile_tasks callback:
+# "role : name ----- 17.61s".
+PROFILE_LINE = re.compile(r"^(?P<task>.+?) -+ (?P<seconds>[0-9]+\.[0-9]+)s\s*$")
+
+
+def task_seconds(stdout: str, name: str) -> float:
+    """Seconds of the tasks whose name contains `name`, summed from the
+    summary the ansible.posix.profile_tasks callback prints."""
+    total = 0.0
+    for line in stdout.splitlines():
+        found = PROFILE_LINE.match(line.strip())
+        if found and name in found["task"]:
+            total += float(found["seconds"])
+    return round(total, 2)
+
+
 def changed_tasks(stdout: str) -> list[str]:
     """'TASK name: host' for each result an ansible-playbook run reported as changed."""
     found: list[str] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webinfra_testlib import parse_vertical, play_recap
+from webinfra_testlib import parse_vertical, play_recap, task_seconds
 
 STATUS = """*************************** 1. row ***************************
                 Slave_IO_State: Waiting for master to send event
@@ -50,3 +50,19 @@ def test_play_recap_ignores_output_before_the_recap() -> None:
 def test_play_recap_ignores_colours() -> None:
     coloured = "PLAY RECAP ***\n\x1b[0;31mdb-01\x1b[0m : \x1b[0;32mok=2\x1b[0m changed=0 failed=1\n"
     assert play_recap(coloured) == {"db-01": {"ok": 2, "changed": 0, "failed": 1}}
+
+
+PROFILE = """
+===============================================================================
+webinfra.stack.mysql_replica : seed_backup | Stream a backup of the source -- 17.61s
+webinfra.stack.mysql_replica : seed_backup | Prepare the copy (apply the redo it carries) --- 1.33s
+webinfra.stack.mysql_replica : seed | Measure the data the source holds --- 0.35s
+webinfra.stack._mysql_common : install | Install the packages ----------- 41.02s
+"""
+
+
+def test_task_seconds_sums_the_profile_lines_whose_task_name_matches() -> None:
+    assert task_seconds(PROFILE, "seed_backup |") == 18.94
+    assert task_seconds(PROFILE, " seed") == 19.29
+    assert task_seconds(PROFILE, "no such task") == 0.0
+    assert task_seconds("ok: [db-01]\nchanged: [db-02] -- 3.00s later", "db") == 0.0

@@ -20,12 +20,11 @@ from typing import Any
 
 import pytest
 import yaml
-from mysql_plays import SCENARIO, scenario_plays
+from mysql_plays import CLIENT, SCENARIO, install_client, scenario_plays
 from webinfra_database import mysql_replica_status, mysql_sql
 from webinfra_testlib import (
     RunOutcome,
     ansible_playbook,
-    copy_between,
     docker,
     play_recap,
     scenario_secret,
@@ -42,9 +41,6 @@ ADDRESS = {
     WEB: "172.30.5.21",
 }
 CONFIG = "/etc/mysql/mariadb.conf.d/60-webinfra.cnf"
-CLIENT = "/usr/local/bin/webinfra-dbclient.py"
-# Where dbclient.py finds the tier's CA (its CA_FILE).
-CLIENT_CA = "/usr/local/share/webinfra-tests/db-ca.crt"
 
 
 def secret(name: str) -> str:
@@ -115,9 +111,7 @@ def plain_transport_allowed(server: str) -> Iterator[None]:
 
 @pytest.fixture(scope="module", autouse=True)
 def probe_table() -> None:
-    docker("cp", str(Path(__file__).parent / "dbclient.py"), f"{WEB}:{CLIENT}")
-    # The CA the servers' certificates come from, for dbclient.py.
-    copy_between(PRIMARY, "/etc/mysql/ssl/ca.crt", WEB, CLIENT_CA)
+    install_client(PRIMARY)
     sql(
         PRIMARY,
         "CREATE TABLE IF NOT EXISTS app.probe (id INT AUTO_INCREMENT PRIMARY KEY,"

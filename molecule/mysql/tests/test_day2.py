@@ -10,47 +10,17 @@ them).
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from mysql_plays import scenario_plays
+from mysql_plays import ADDRESS, DB, NETWORK, WEB, run, start_writer
 from webinfra_database import mysql_replica_status, mysql_sql
 from webinfra_testlib import (
-    RunOutcome,
-    ansible_playbook,
     docker,
-    scenario_secret,
     start_systemd_host,
     wait_for,
 )
 
-NETWORK = "webinfra-mysql"
-DB = {n: f"webinfra-mysql-db-0{n}" for n in range(1, 6)}
-ADDRESS = {DB[n]: f"172.30.5.1{n}" for n in range(1, 6)}
-WEB = "webinfra-mysql-web-01"
-CLIENT = "/usr/local/bin/webinfra-dbclient.py"
 TABLES = ("app.ledger", "app.probe")
-
-
-def run(
-    playbook: str, extra_vars: dict[str, Any] | None = None, add: dict[str, list[str]] | None = None
-) -> str:
-    """Run a playbook of the collection with the scenario's settings; must succeed.
-
-    `add` puts extra containers into inventory groups for this run.
-    """
-    plays = scenario_plays(playbook, add=add)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "run.yml"
-        path.write_text(yaml.safe_dump(plays, sort_keys=False), encoding="utf-8")
-        outcome: RunOutcome = ansible_playbook(str(path), extra_vars=extra_vars, timeout=900)
-    output = outcome.stdout + outcome.stderr
-    assert outcome.rc == 0, output[-6000:]
-    return output
 
 
 def state(container: str) -> tuple[str, ...]:
@@ -118,18 +88,6 @@ def ledger() -> None:
         " SELECT CONCAT('row-', seq), seq * 7 FROM app.seq_1_to_3000",
     )
     wait_same_state(primary, replicas)
-
-
-def start_writer(primary: str, tag: str, **options: Any) -> subprocess.Popen[str]:
-    """The application's client on the web server, inserting `tag`-N rows
-    into app.ledger on `primary` (see dbclient.py's stream for `options`)."""
-    request = {"action": "stream", "user": "app", "primary": ADDRESS[primary],
-               "table": "app.ledger", "tag": tag, **options}  # fmt: skip
-    return subprocess.Popen(
-        ["docker", "exec", "-e", f"DB_PASSWORD={scenario_secret('app')}", WEB,
-         "python3", CLIENT, json.dumps(request)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
 
 
 def test_a_replica_added_under_writes_is_seeded_by_a_streamed_backup_with_identical_data() -> None:
