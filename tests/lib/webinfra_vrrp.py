@@ -183,3 +183,24 @@ class AddressWatch:
                 proc.kill()
                 out = proc.communicate()[0]
             self.timelines[container] = parse_address_samples(out)
+
+
+def state_changes(journal: str) -> list[str]:
+    """keepalived's VRRP state changes ("... Entering MASTER STATE") in a
+    journal excerpt, one line each, as printed (their time first)."""
+    return [line.strip() for line in journal.splitlines() if " Entering " in line]
+
+
+def vrrp_history(containers: list[str], since: float) -> dict[str, list[str]]:
+    """Each load balancer's VRRP state changes since `since` (epoch seconds),
+    read from its journal after the fact: nothing runs beside the test while
+    it measures. For the message of a failed assertion."""
+    return {
+        container: state_changes(
+            docker(
+                "exec", container, "journalctl", "-u", "keepalived", "--no-pager",
+                "-o", "short-iso-precise", "--since", f"@{since:.0f}", check=False,
+            ).stdout
+        )
+        for container in containers
+    }  # fmt: skip

@@ -9,6 +9,7 @@ from webinfra_vrrp import (
     known_intervals,
     outside_spans,
     parse_address_samples,
+    state_changes,
 )
 
 
@@ -64,3 +65,16 @@ def test_outside_spans_keeps_only_what_no_move_explains() -> None:
     spans = [(10.0, 10.2)]
     assert outside_spans([9.5, 10.1, 11.0, 11.3, 30.0], spans, margin=1.0) == [11.3, 30.0]
     assert outside_spans([5.0], [], margin=1.0) == [5.0]
+
+
+def test_state_changes_keeps_only_the_vrrp_transitions() -> None:
+    journal = (
+        "2026-12-07T20:01:02.123456+0000 lb-01 Keepalived_vrrp[81]: (VI_1) Entering BACKUP STATE\n"
+        "2026-12-07T20:01:02.200000+0000 lb-01 Keepalived_vrrp[81]: (VI_1) lower prio\n"
+        "2026-12-07T20:01:02.400000+0000 lb-01 Keepalived_vrrp[81]: (VI_1) Entering MASTER STATE\n"
+    )
+    assert state_changes(journal) == [
+        "2026-12-07T20:01:02.123456+0000 lb-01 Keepalived_vrrp[81]: (VI_1) Entering BACKUP STATE",
+        "2026-12-07T20:01:02.400000+0000 lb-01 Keepalived_vrrp[81]: (VI_1) Entering MASTER STATE",
+    ]
+    assert state_changes("-- No entries --") == []

@@ -58,6 +58,7 @@ from webinfra_vip_probe import (
     longest_gap,
     start_vip_probe,
 )
+from webinfra_vrrp import vrrp_history
 
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 # The warning the monitoring role sends when another member was promoted.
@@ -147,6 +148,7 @@ def test_twenty_reloads_under_load_fail_no_request(
 @pytest.mark.usefixtures("planned")
 def test_a_rolling_deploy_under_load_fails_no_request(stack: Stack, report: Report) -> None:
     version = f"e2e-{uuid.uuid4().hex[:8]}"
+    began = time.time()
     with PatientTlsBackgroundBurst(
         url(stack), count=30000, duration=400, interval=0.01, verify=False
     ) as load:
@@ -160,7 +162,10 @@ def test_a_rolling_deploy_under_load_fails_no_request(stack: Stack, report: Repo
     report("deploy_requests", result.sent, "requests")
     report("deploy_failed", result.failed, "requests")
     assert result.sent > 100, result
-    assert result.failed == 0, result.errors
+    # A failure names what the load balancers' keepalived did meanwhile (a
+    # move of the address resets a keep-alive connection).
+    lbs = [lb.container for lb in stack.group("loadbalancers")]
+    assert result.failed == 0, (result.errors, result.failed_at, vrrp_history(lbs, began))
     pages = [requests.get(url(stack), verify=False, timeout=10) for _ in range(4)]
     assert all(f"(version {version})" in page.text for page in pages), [p.text for p in pages]
 
