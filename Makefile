@@ -77,7 +77,7 @@ demo-down: venv ## Remove the lab's containers and network
 bench: setup ## Benchmark the lab (paths, converge, memory, failures); report in .cache/bench/
 	@$(VENV)/bin/python tools/bench.py $(BENCH_ARGS)
 
-bench-seed: setup ## Seed a replica of a 1 GB primary by backup and by dump under writes (mysql scenario, ~20 min); figures in .cache/bench/
+bench-seed: setup ## Seed a replica of a 1 GB primary by backup and by dump under writes (mysql scenario, ~10 min); figures in .cache/bench/
 	WEBINFRA_MYSQL_VERIFY=bench $(VENV)/bin/python -m tools.run_tests molecule --scenario mysql
 
 clean: demo-down ## Remove the lab, build artefacts and the virtualenv
