@@ -73,10 +73,10 @@ def scenario_plays(
     return plays
 
 
-def run(
+def play(
     playbook: str, extra_vars: dict[str, Any] | None = None, add: dict[str, list[str]] | None = None
-) -> str:
-    """Run a playbook of the collection with the scenario's settings; must succeed.
+) -> RunOutcome:
+    """Run a playbook of the collection with the scenario's settings.
 
     `add` puts extra containers into inventory groups for this run.
     """
@@ -84,7 +84,14 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "run.yml"
         path.write_text(yaml.safe_dump(plays, sort_keys=False), encoding="utf-8")
-        outcome: RunOutcome = ansible_playbook(str(path), extra_vars=extra_vars, timeout=900)
+        return ansible_playbook(str(path), extra_vars=extra_vars, timeout=900)
+
+
+def run(
+    playbook: str, extra_vars: dict[str, Any] | None = None, add: dict[str, list[str]] | None = None
+) -> str:
+    """play() that must succeed; its output."""
+    outcome = play(playbook, extra_vars, add)
     output = outcome.stdout + outcome.stderr
     assert outcome.rc == 0, output[-6000:]
     return output

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from mysql_plays import ADDRESS, DB, NETWORK, WEB, run, start_writer
+from mysql_plays import ADDRESS, DB, NETWORK, WEB, play, run, start_writer
 from webinfra_database import mysql_replica_status, mysql_sql
 from webinfra_testlib import (
     docker,
@@ -119,6 +119,32 @@ def test_a_replica_added_under_writes_is_seeded_by_a_streamed_backup_with_identi
     assert missing == [], f"{len(missing)} acknowledged writes missing on the new replica"
     mysql_sql(DB[1], "INSERT INTO app.ledger (token, amount) VALUES ('after-seed', 1)")
     wait_same_state(DB[1], [DB[2], DB[3], DB[4]])
+
+
+def test_a_seed_that_fails_midway_leaves_the_new_server_running_on_its_own_data() -> None:
+    """Something else holds the seed port on the new host, so the stream
+    fails after its data directory was put aside: the play stops naming the
+    step, and the server runs again on the directory it had."""
+    start_systemd_host(DB[5], NETWORK, ADDRESS[DB[5]])
+    docker("exec", "-d", DB[5], "python3", "-m", "http.server", "4444")
+    try:
+        outcome = play(
+            "databases.yml",
+            extra_vars={"mysql_replica_seed_method": "backup"},
+            add={DB[5]: ["databases", "db_replicas"]},
+        )
+        output = outcome.stdout + outcome.stderr
+        assert outcome.rc != 0, output[-3000:]
+        assert f"Seeding {DB[5]} from {DB[1]} by a streamed backup failed" in output, output[-3000:]
+        assert "The server runs on the data it had" in output, output[-3000:]
+        answered = docker("exec", DB[5], "systemctl", "is-active", "mariadb", check=False)
+        assert answered.stdout.strip() == "active", answered.stdout
+        assert mysql_sql(DB[5], "SELECT COUNT(*) FROM mysql.user") != "0"
+        assert mysql_replica_status(DB[5]) == {}
+        leftovers = docker("exec", DB[5], "ls", "/var/lib/").stdout.split()
+        assert "mysql.before-seed" not in leftovers, leftovers
+    finally:
+        docker("rm", "-f", "-v", DB[5], check=False)
 
 
 def test_a_backup_restored_into_a_fresh_server_gives_identical_data() -> None:
